@@ -1,0 +1,36 @@
+# One-command entry points. Both create .venv/ and install what they need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.docedge-installed
+
+.PHONY: setup demo test lint typecheck pytest clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# Stubs only (type checking of the TensorRT code); --no-deps: the real TensorRT libraries
+	# are not pip-installable everywhere and are never needed for the checks.
+	$(BIN)/python -m pip install --quiet --no-deps tensorrt-stubs
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/docedge demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check runtime export calibration tools tests samples
+	$(BIN)/vermin --no-tips --violations -t=3.8- runtime
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,39 @@
+"""Inference backends behind one interface (:class:`Backend`), imported lazily."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import Backend
+
+if TYPE_CHECKING:
+    from ..bundle import Bundle
+
+BACKENDS = ("onnxruntime", "tensorrt")
+
+
+def create_backend(bundle: "Bundle", precision: str = "fp32", backend: str = "onnxruntime",
+                   **options: Any) -> Backend:
+    """Open the bundle's artifact of ``precision`` with ``backend``.
+
+    ``options`` go to the backend's constructor (for ONNX Runtime: ``providers``,
+    ``intra_op_threads``, ``graph_optimization``; for TensorRT: see its module).
+    """
+    if backend == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(
+            bundle.artifact_path(precision, "onnx"),
+            precision=precision,
+            input_name=bundle.input_name,
+            output_name=bundle.output_name,
+            **options,
+        )
+    if backend == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend.from_bundle(bundle, precision=precision, **options)
+    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+
+__all__ = ["BACKENDS", "Backend", "create_backend"]

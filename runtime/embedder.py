@@ -1,0 +1,149 @@
+"""Embed images with a bundle: pre-processing + a backend + batching + per-item errors."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Union
+
+import numpy as np
+
+from .backends import Backend, create_backend
+from .bundle import Bundle, load_bundle
+from .errors import ImageError
+from .preprocess import ImageInput, load_image, preprocess_bgr
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedResult:
+    """Outcome of :meth:`Embedder.embed_many` for N inputs.
+
+    ``embeddings``: float32 ``(N, D)``; rows of failed items are NaN.
+    ``ok``: bool ``(N,)``. ``errors``: item index -> :class:`ImageError` for failed items.
+    """
+
+    embeddings: "np.ndarray[Any, Any]"
+    ok: "np.ndarray[Any, Any]"
+    errors: Dict[int, ImageError] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> "np.ndarray[Any, Any]":
+        """Embeddings of the successful items only, ``(n_ok, D)``, in input order."""
+        return self.embeddings[self.ok]
+
+
+class Embedder:
+    """Turns images into unit 256-d embeddings with one artifact of a bundle.
+
+    ``bundle``: a :class:`Bundle` or a bundle directory. ``precision``: which artifact
+    (``fp32``, ``fp16``, ``int8``). ``backend``: ``onnxruntime`` or ``tensorrt``; extra keyword
+    ``backend_options`` go to the backend (e.g. ``providers=["cuda"]``). ``batch_size`` caps
+    the batches sent to the backend (larger inputs are split). Thread-safe when the backend is.
+    """
+
+    def __init__(
+        self,
+        bundle: Union[Bundle, str, Path],
+        precision: str = "fp32",
+        backend: str = "onnxruntime",
+        batch_size: int = 32,
+        **backend_options: Any,
+    ) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.precision = precision
+        self.spec = self.bundle.preprocess
+        self.backend: Backend = create_backend(self.bundle, precision, backend, **backend_options)
+        cap = self.backend.max_batch
+        self.batch_size = max(1, min(batch_size, cap) if cap else batch_size)
+        self.dim = self.bundle.embedding_dim
+
+    # --- pre-processing -------------------------------------------------------------------
+    def preprocess_one(self, item: ImageInput, index: int = 0) -> "np.ndarray[Any, Any]":
+        """One input -> float32 ``(3, 128, 128)``; raises :class:`ImageError`."""
+        return preprocess_bgr(load_image(item, index), self.spec)
+
+    # --- inference --------------------------------------------------------------------------
+    def run_tensor(self, x: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+        """Pre-processed float32 ``(N, 3, 128, 128)`` -> float32 ``(N, D)``, split in batches."""
+        if x.ndim != 4 or x.shape[1:] != (3, self.spec.height, self.spec.width):
+            raise ValueError(
+                f"expected (N, 3, {self.spec.height}, {self.spec.width}), got {x.shape}"
+            )
+        out = np.empty((x.shape[0], self.dim), dtype=np.float32)
+        for start in range(0, x.shape[0], self.batch_size):
+            chunk = x[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.backend.run(chunk)
+        return out
+
+    def embed(self, images: Sequence[ImageInput]) -> "np.ndarray[Any, Any]":
+        """Embed images (paths, encoded bytes or BGR/gray/BGRA uint8 arrays).
+
+        Returns float32 ``(N, D)`` unit vectors. Strict: the first unreadable image raises
+        :class:`ImageError` naming it. Use :meth:`embed_many` to keep going past bad items.
+        """
+        if isinstance(images, (str, bytes, Path, np.ndarray)):
+            images = [images]
+        result = self.embed_many(images)
+        if result.errors:
+            first = min(result.errors)
+            raise result.errors[first]
+        return result.embeddings
+
+    def embed_many(self, images: Sequence[ImageInput]) -> EmbedResult:
+        """Embed images, isolating failures: a corrupt image fails that item only.
+
+        Pre-processing streams batch by batch, so memory stays bounded by ``batch_size``.
+        """
+        n = len(images)
+        emb = np.full((n, self.dim), np.nan, dtype=np.float32)
+        ok = np.zeros(n, dtype=bool)
+        errors: Dict[int, ImageError] = {}
+        pending: List[int] = []
+        buf = np.empty((self.batch_size, 3, self.spec.height, self.spec.width), np.float32)
+
+        def flush() -> None:
+            if pending:
+                emb[pending] = self.backend.run(buf[: len(pending)])
+                ok[pending] = True
+                pending.clear()
+
+        for i, item in enumerate(images):
+            try:
+                buf[len(pending)] = self.preprocess_one(item, i)
+            except ImageError as e:
+                logger.warning("skipping image: %s", e)
+                errors[i] = e
+                continue
+            pending.append(i)
+            if len(pending) == self.batch_size:
+                flush()
+        flush()
+        return EmbedResult(emb, ok, errors)
+
+    def describe(self) -> Dict[str, Any]:
+        d = dict(self.backend.describe())
+        d["batch_size"] = self.batch_size
+        return d
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Embedder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def embed_images(
+    bundle: Union[Bundle, str, Path],
+    images: Sequence[ImageInput],
+    precision: str = "fp32",
+    **options: Any,
+) -> "np.ndarray[Any, Any]":
+    """One-shot helper: embed ``images`` with the bundle's ``precision`` artifact."""
+    with Embedder(bundle, precision=precision, **options) as e:
+        return e.embed(images)
