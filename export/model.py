@@ -39,7 +39,8 @@ class Backbone(nn.Module):
         self.backbone = timm.create_model(BACKBONE_NAME, pretrained=False, features_only=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)[-1]
+        feats: list[torch.Tensor] = self.backbone(x)
+        return feats[-1]
 
 
 class FeatureLearningSqueezeLBNHead(nn.Module):
@@ -71,7 +72,8 @@ class FeatureLearningSqueezeLBNHead(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed_feats(self.squeeze_feats(x))
+        out: torch.Tensor = self.embed_feats(self.squeeze_feats(x))
+        return out
 
 
 class DocEmbeddingNet(nn.Module):
@@ -86,7 +88,8 @@ class DocEmbeddingNet(nn.Module):
         self.head = FeatureLearningSqueezeLBNHead()
 
     def forward_features(self, img: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(img))
+        out: torch.Tensor = self.head(self.backbone(img))
+        return out
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.forward_features(img), p=2, dim=1, eps=1e-12)

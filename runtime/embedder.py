@@ -32,7 +32,8 @@ class EmbedResult:
     @property
     def valid(self) -> "np.ndarray[Any, Any]":
         """Embeddings of the successful items only, ``(n_ok, D)``, in input order."""
-        return self.embeddings[self.ok]
+        valid: "np.ndarray[Any, Any]" = self.embeddings[self.ok]
+        return valid
 
 
 class Embedder:

@@ -140,9 +140,10 @@ def preprocess_bgr(
     """BGR uint8 ``(H, W, 3)`` -> float32 ``(3, height, width)`` in [0, 1]."""
     interp = _INTERPOLATIONS[spec.interpolation]
     resized = cv2.resize(img, (spec.width, spec.height), interpolation=interp)
-    x = resized.astype(np.float32) * np.float32(spec.scale)
+    x: "np.ndarray[Any, Any]" = resized.astype(np.float32) * np.float32(spec.scale)
     if spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0):
-        x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+        mean = np.asarray(spec.mean, np.float32)
+        x = ((x - mean) / np.asarray(spec.std, np.float32)).astype(np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 

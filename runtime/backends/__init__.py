@@ -32,7 +32,8 @@ def create_backend(bundle: "Bundle", precision: str = "fp32", backend: str = "on
     if backend == "tensorrt":
         from .tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend.from_bundle(bundle, precision=precision, **options)
+        trt_backend: Backend = TensorRTBackend.from_bundle(bundle, precision=precision, **options)
+        return trt_backend
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
