@@ -183,7 +183,7 @@ def export_bundle(
     x = check_batch(CHECK_IMAGES)
     ref_emb = torch_embed(ref.net, x)
     diversity = mean_pairwise_cosine(ref_emb)
-    if diversity > MAX_MEAN_PAIRWISE_COSINE:
+    if not diversity <= MAX_MEAN_PAIRWISE_COSINE:  # also catches NaN
         raise GateError(
             f"{onnx_path}: the reference maps different images to nearly the same embedding "
             f"(mean pairwise cosine {diversity:.3f} > {MAX_MEAN_PAIRWISE_COSINE}); parity checks "

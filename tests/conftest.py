@@ -1,0 +1,36 @@
+"""Shared fixtures: a seeded fp32 bundle (exported once per session) and check images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import pytest
+
+SEED = 0
+
+
+@pytest.fixture(scope="session")
+def seeded_reference():
+    """The seeded reference network (BatchNorm statistics estimated from images)."""
+    from docedge.export.reference import load_reference
+
+    return load_reference(random_init_seed=SEED)
+
+
+@pytest.fixture(scope="session")
+def seeded_bundle(tmp_path_factory, seeded_reference) -> Path:
+    """Directory of a verified fp32 bundle exported from the seeded reference."""
+    from docedge.export.bundle_writer import export_bundle
+
+    out = tmp_path_factory.mktemp("seeded_bundle") / "bundle"
+    export_bundle(out, reference=seeded_reference)
+    return out
+
+
+@pytest.fixture(scope="session")
+def check_image_files(tmp_path_factory) -> List[Path]:
+    """36 encoded PNG/JPEG files of varied sizes and aspect ratios."""
+    from docedge.export.check_images import write_check_images
+
+    return write_check_images(tmp_path_factory.mktemp("check_images"), count=36, seed=777)

@@ -1,0 +1,88 @@
+"""Checkpoints load strictly and safely: DocClassifier format, plain, safetensors, bad keys."""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from docedge.export.checkpoint import CheckpointError, load_weights
+from docedge.export.model import build_model
+
+
+@pytest.fixture()
+def state():
+    torch.manual_seed(1)
+    net = build_model()
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    return net.state_dict()
+
+
+def _same(net, state):
+    return all(torch.equal(net.state_dict()[k], state[k]) for k in state)
+
+
+def test_docclassifier_lightning_checkpoint_drops_training_only_keys(tmp_path, state, caplog):
+    ckpt = {
+        "epoch": 3,
+        "global_step": 1000,
+        "state_dict": {**state, "pfc.weight": torch.zeros(10, 256), "clip_proj.weight": torch.zeros(512, 256)},
+    }
+    path = tmp_path / "docclassifier.ckpt"
+    torch.save(ckpt, path)
+    with caplog.at_level(logging.INFO):
+        net = load_weights(build_model(), path)
+    assert _same(net, state)
+    assert "pfc.weight" in caplog.text and "clip_proj.weight" in caplog.text
+    assert not net.training
+
+
+def test_plain_state_dict(tmp_path, state):
+    path = tmp_path / "plain.pth"
+    torch.save(state, path)
+    assert _same(load_weights(build_model(), path), state)
+
+
+def test_safetensors_file(tmp_path, state):
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    assert _same(load_weights(build_model(), path), state)
+
+
+def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path, state):
+    bad = dict(state)
+    del bad["head.squeeze_feats.0.weight"]
+    bad["head.extra.weight"] = torch.zeros(3)
+    bad["head.embed_feats.0.weight"] = torch.zeros(256, 512)
+    path = tmp_path / "bad.pth"
+    torch.save(bad, path)
+    with pytest.raises(CheckpointError) as e:
+        load_weights(build_model(), path)
+    msg = str(e.value)
+    assert "missing keys (1)" in msg and "head.squeeze_feats.0.weight" in msg
+    assert "unexpected keys (1)" in msg and "head.extra.weight" in msg
+    assert "shape mismatches (1)" in msg and "(256, 512)" in msg
+
+
+def test_arbitrary_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": collections.Counter(a=1), "obj": _Custom()}, path)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_weights(build_model(), path)
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_weights(build_model(), tmp_path / "nope.pth")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_weights(build_model(), bad)
+
+
+class _Custom:
+    pass

@@ -1,0 +1,138 @@
+"""``docedge bench BUNDLE``: throughput and latency per precision, side by side with the
+PyTorch reference (same run, same inputs), pre-processing timed separately, and gallery
+search figures. Report ratios: absolute numbers depend on the (shared) machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..output import add_json_flag, print_json
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmark a bundle (and PyTorch, gallery search)")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--precision", default="all", help="fp32,fp16,int8 or all (default)")
+    p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
+    p.add_argument("--providers", default="cpu", help="ONNX Runtime providers (cpu, cuda, tensorrt)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: library default)")
+    p.add_argument("--iters", type=int, default=20, help="timed calls per case (min)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--gallery-sizes", default="10000,100000,1000000",
+                   help="gallery search sizes (comma-separated; '' to skip)")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _ints(text: str) -> List[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def _reference_net(bundle: Any) -> Optional[Any]:
+    """The PyTorch reference for the bundle's source, or None (no torch / not reproducible)."""
+    try:
+        from docedge.export.reference import load_reference
+    except ImportError:
+        return None
+    src = bundle.model.get("source", {})
+    kind = src.get("kind")
+    if kind == "demo-weights":
+        return load_reference().net
+    if kind == "random-init":
+        return load_reference(random_init_seed=int(src["seed"])).net
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from docedge.runtime.benchmark import time_call
+    from docedge.runtime.bundle import load_bundle
+    from docedge.runtime.embedder import Embedder
+    from docedge.runtime.preprocess import preprocess_bgr
+
+    bundle = load_bundle(args.bundle)
+    precisions = bundle.precisions if args.precision == "all" else args.precision.split(",")
+    batch_sizes = _ints(args.batch_sizes)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    report: Dict[str, Any] = {"bundle": str(bundle.path), "cases": [], "preprocess": {}}
+    report["preprocess"] = time_call(lambda: preprocess_bgr(img), 1, iters=args.iters)
+    report["preprocess"]["input"] = "640x480 BGR uint8"
+    xs = {b: rng.random((b, 3, 128, 128), dtype=np.float32) for b in batch_sizes}
+
+    torch_net = None if args.no_torch else _reference_net(bundle)
+    if torch_net is not None:
+        import torch
+
+        torch.set_num_threads(args.threads or torch.get_num_threads())
+        for b in batch_sizes:
+            t = torch.from_numpy(xs[b])
+
+            def fwd(t: Any = t) -> Any:
+                with torch.inference_mode():
+                    return torch_net(t)
+
+            stats = time_call(fwd, b, iters=args.iters)
+            report["cases"].append({"engine": "pytorch-eager", "precision": "fp32", **stats})
+    options: Dict[str, Any] = {}
+    if args.backend == "onnxruntime":
+        options = {"providers": args.providers.split(","), "intra_op_threads": args.threads}
+    for prec in precisions:
+        emb = Embedder(bundle, precision=prec, backend=args.backend, batch_size=max(batch_sizes),
+                       **options)
+        for b in batch_sizes:
+            stats = time_call(lambda b=b: emb.backend.run(xs[b]), b, iters=args.iters)
+            report["cases"].append({"engine": f"{args.backend}", "precision": prec, **stats})
+        emb.close()
+    torch_ips = {c["batch"]: c["images_per_s"] for c in report["cases"]
+                 if c["engine"] == "pytorch-eager"}
+    for c in report["cases"]:
+        ref = torch_ips.get(c["batch"])
+        c["speedup_vs_pytorch"] = c["images_per_s"] / ref if ref else None
+
+    sizes = _ints(args.gallery_sizes) if args.gallery_sizes else []
+    report["gallery_search"] = _gallery_bench(sizes) if sizes else []
+    if args.json:
+        print_json(report)
+        return 0
+    _print_report(report)
+    return 0
+
+
+def _gallery_bench(sizes: List[int]) -> List[Dict[str, Any]]:
+    try:
+        from docedge.runtime.search import benchmark_search
+    except ImportError:
+        logger.warning("gallery search benchmark unavailable in this installation")
+        return []
+    rows = []
+    for n in sizes:
+        for dtype in ("float16", "float32"):
+            rows.append(benchmark_search(n, dtype))
+    return rows
+
+
+def _print_report(r: Dict[str, Any]) -> None:
+    pp = r["preprocess"]
+    print(f"bundle {r['bundle']}")
+    print(f"pre-processing ({pp['input']} -> 1x3x128x128): p50 {pp['p50_ms']:.3f} ms, "
+          f"{pp['images_per_s']:.0f} images/s")
+    print(f"{'engine':<16}{'prec':<6}{'batch':>6}{'images/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'vs torch':>10}")
+    for c in r["cases"]:
+        ratio = f"{c['speedup_vs_pytorch']:.2f}x" if c.get("speedup_vs_pytorch") else "-"
+        print(f"{c['engine']:<16}{c['precision']:<6}{int(c['batch']):>6}{c['images_per_s']:>11.0f}"
+              f"{c['p50_ms']:>9.3f}{c['p99_ms']:>9.3f}{ratio:>10}")
+    if r["gallery_search"]:
+        print("gallery search (1 query, top-5):")
+        for g in r["gallery_search"]:
+            keys = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in g.items())
+            print(f"  {keys}")

@@ -1,0 +1,70 @@
+"""``docedge embed BUNDLE IMAGES...``: embeddings as .npy or printed summaries."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, List
+
+from ..output import add_json_flag, print_json
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("embed", help="embed images (files or folders) with a bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("images", nargs="+", type=Path, help="image files or folders (recursive)")
+    p.add_argument("--out", type=Path, help="write float32 (N, 256) embeddings to this .npy")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8")
+    p.add_argument("--providers", default="cpu",
+                   help="ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt)")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
+    p.add_argument("--batch-size", type=int, default=32)
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def expand_images(items: List[Path]) -> List[Path]:
+    from docedge.runtime.preprocess import list_images
+
+    out: List[Path] = []
+    for item in items:
+        out.extend(list_images(item) if item.is_dir() else [item])
+    return out
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    if args.backend == "onnxruntime":
+        return {"providers": [p.strip() for p in args.providers.split(",") if p.strip()]}
+    return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from docedge.runtime.embedder import Embedder
+
+    paths = expand_images(args.images)
+    with Embedder(args.bundle, precision=args.precision, backend=args.backend,
+                  batch_size=args.batch_size, **backend_options(args)) as emb:
+        result = emb.embed_many([str(p) for p in paths])
+    if args.out:
+        np.save(args.out, result.embeddings)
+    failed = {str(paths[i]): str(e.problem) for i, e in sorted(result.errors.items())}
+    if args.json:
+        print_json({
+            "ok": not failed, "count": len(paths), "embedded": int(result.ok.sum()),
+            "failed": failed, "out": str(args.out) if args.out else None,
+            "embeddings": None if args.out else result.embeddings.tolist(),
+            "files": [str(p) for p in paths],
+        })
+    else:
+        for i, p in enumerate(paths):
+            if result.ok[i]:
+                v = result.embeddings[i]
+                head = " ".join(f"{x:+.3f}" for x in v[:6])
+                print(f"{p}: [{head} ...] |v|={np.linalg.norm(v):.4f}")
+            else:
+                print(f"{p}: FAILED ({result.errors[i].problem})")
+        if args.out:
+            print(f"wrote {args.out} {result.embeddings.shape} float32 (failed rows are NaN)")
+    return 1 if failed else 0
