@@ -8,7 +8,6 @@ ONNX file. Reduced-precision artifacts are added by :mod:`docedge.export.fp16` a
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import platform
 import shutil
@@ -18,7 +17,6 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import onnx
 import torch
-
 from docedge.runtime import __version__ as DOCEDGE_VERSION
 from docedge.runtime.bundle import (
     INPUT_NAME,
@@ -86,7 +84,9 @@ def producer_versions() -> Dict[str, str]:
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return (
+        _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    )
 
 
 def base_manifest(model_info: Dict[str, Any]) -> Dict[str, Any]:
@@ -99,9 +99,17 @@ def base_manifest(model_info: Dict[str, Any]) -> Dict[str, Any]:
         "model": model_info,
         "preprocess": DEFAULT_SPEC.to_dict(),
         "io": {
-            "input": {"name": INPUT_NAME, "shape": ["N", 3, INPUT_SIZE, INPUT_SIZE], "dtype": "float32"},
-            "output": {"name": OUTPUT_NAME, "shape": ["N", EMBED_DIM], "dtype": "float32",
-                       "l2_normalized": True},
+            "input": {
+                "name": INPUT_NAME,
+                "shape": ["N", 3, INPUT_SIZE, INPUT_SIZE],
+                "dtype": "float32",
+            },
+            "output": {
+                "name": OUTPUT_NAME,
+                "shape": ["N", EMBED_DIM],
+                "dtype": "float32",
+                "l2_normalized": True,
+            },
         },
         "score": {"space": SCORE_SPACE, "match": "score > threshold", "best_match_wins": True},
         "artifacts": [],
@@ -135,7 +143,8 @@ def ort_embed(onnx_path: Path, x: np.ndarray) -> np.ndarray:
 def torch_embed(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """Reference embeddings, float32 ``(N, 256)``."""
     with torch.no_grad():
-        return net.eval()(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        out: np.ndarray = net.eval()(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    return out
 
 
 def _thresholds_for(ref: ReferenceModel, model_info: Dict[str, Any]) -> Dict[str, Any]:
@@ -193,7 +202,8 @@ def export_bundle(
     passed = agree.cos_min >= FP32_MIN_COSINE and agree.max_abs_diff <= FP32_MAX_ABS_DIFF
     verification = {
         "against": "pytorch-reference",
-        "images": f"{CHECK_IMAGES} generated check images (PNG/JPEG, varied sizes), runtime pre-processing",
+        "images": f"{CHECK_IMAGES} generated PNG/JPEG check images of varied sizes, "
+        "runtime pre-processing",
         "reference_mean_pairwise_cosine": diversity,
         "gate": {"cos_min": FP32_MIN_COSINE, "max_abs_diff": FP32_MAX_ABS_DIFF},
         "passed": passed,
@@ -206,8 +216,13 @@ def export_bundle(
             f"(need <= {FP32_MAX_ABS_DIFF})"
         )
     record = artifact_record(
-        out, FP32_FILE, "onnx", "fp32",
-        opset=opset, producers=producer_versions(), verification=verification,
+        out,
+        FP32_FILE,
+        "onnx",
+        "fp32",
+        opset=opset,
+        producers=producer_versions(),
+        verification=verification,
         created=utc_now(),
     )
     upsert_artifact(manifest, record)
@@ -218,8 +233,11 @@ def export_bundle(
 
 
 def import_onnx(
-    onnx_file: Union[str, Path], out_dir: Union[str, Path], overwrite: bool = False,
-    name: Optional[str] = None, model_cfg: Optional[str] = None,
+    onnx_file: Union[str, Path],
+    out_dir: Union[str, Path],
+    overwrite: bool = False,
+    name: Optional[str] = None,
+    model_cfg: Optional[str] = None,
 ) -> Bundle:
     """Wrap an existing fp32 ONNX file of the released interface into a bundle.
 
@@ -255,11 +273,21 @@ def import_onnx(
     emb = ort_embed(out / FP32_FILE, x)
     norms = np.linalg.norm(emb, axis=1)
     record = artifact_record(
-        out, FP32_FILE, "onnx", "fp32",
-        opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
-        producers=producer_versions(), imported_from=src.name, created=utc_now(),
-        verification={"against": "none (imported file; no PyTorch reference)",
-                      "output_norm_min": float(norms.min()), "output_norm_max": float(norms.max())},
+        out,
+        FP32_FILE,
+        "onnx",
+        "fp32",
+        opset=max(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None
+        ),
+        producers=producer_versions(),
+        imported_from=src.name,
+        created=utc_now(),
+        verification={
+            "against": "none (imported file; no PyTorch reference)",
+            "output_norm_min": float(norms.min()),
+            "output_norm_max": float(norms.max()),
+        },
     )
     upsert_artifact(manifest, record)
     from docedge.runtime.thresholds import published_table_for
@@ -278,5 +306,3 @@ def _prepare_dir(out: Path, overwrite: bool) -> None:
             raise BundleError(f"{out}: not a docedge bundle; refusing to overwrite its contents")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-
-

@@ -9,15 +9,25 @@ They are simple document-like drawings; the synthetic document generator in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 #: (height, width) of the generated images: portrait, landscape, square, tiny and large.
-SIZES: Sequence[tuple] = (
-    (96, 160), (480, 320), (128, 128), (300, 620), (720, 512), (64, 200), (1000, 700),
-    (250, 250), (200, 90), (540, 860), (33, 47), (1024, 640),
+SIZES: Sequence[Tuple[int, int]] = (
+    (96, 160),
+    (480, 320),
+    (128, 128),
+    (300, 620),
+    (720, 512),
+    (64, 200),
+    (1000, 700),
+    (250, 250),
+    (200, 90),
+    (540, 860),
+    (33, 47),
+    (1024, 640),
 )
 
 
@@ -41,8 +51,16 @@ def make_image(seed: int, height: int, width: int) -> np.ndarray:
     for row in range(int(rng.integers(2, 7))):
         text = "".join(rng.choice(list("ABCDEFGHKLMNPRSTUVXYZ0123456789 "), 12))
         y = int((row + 1) * height / 8)
-        cv2.putText(img, text, (int(width * 0.05), y), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (20, 20, 20), max(1, int(scale * 2)), cv2.LINE_AA)
+        cv2.putText(
+            img,
+            text,
+            (int(width * 0.05), y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (20, 20, 20),
+            max(1, int(scale * 2)),
+            cv2.LINE_AA,
+        )
     noise = rng.normal(0, 6, img.shape)
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
@@ -76,4 +94,5 @@ def check_batch(count: int = 36, seed: int = 1234) -> np.ndarray:
         ok, buf = cv2.imencode(ext, make_image(seed + i, h, w))
         assert ok
         blobs.append(buf.tobytes())
-    return preprocess(blobs)
+    batch: np.ndarray = preprocess(blobs)
+    return batch

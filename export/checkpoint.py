@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Union
 
 import torch
-from torch import nn
-
 from docedge.runtime.errors import DocedgeError
+from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,9 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     return {str(k): v for k, v in obj.items()}
 
 
-def normalize_keys(state: Mapping[str, torch.Tensor], source: str = "<state>") -> Dict[str, torch.Tensor]:
+def normalize_keys(
+    state: Mapping[str, torch.Tensor], source: str = "<state>"
+) -> Dict[str, torch.Tensor]:
     """Strip wrapper prefixes and drop DocClassifier's training-only keys (with a log line)."""
     out: Dict[str, torch.Tensor] = {}
     dropped: List[str] = []
@@ -88,7 +89,9 @@ def load_weights(model: nn.Module, path: Union[str, Path]) -> nn.Module:
     return model.eval()
 
 
-def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+def load_state_dict_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str
+) -> None:
     """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -11,7 +11,6 @@ from typing import Any, Dict, Mapping, Union
 
 import onnx
 import torch
-
 from docedge.runtime.bundle import INPUT_NAME, ONNX_METADATA_PREFIX, OUTPUT_NAME
 
 from .model import EMBED_DIM, INPUT_SIZE
@@ -29,7 +28,9 @@ class ExportError(RuntimeError):
     """The ONNX export, simplification or check failed."""
 
 
-def export_onnx(net: torch.nn.Module, opset: int = DEFAULT_OPSET, simplify: bool = True) -> onnx.ModelProto:
+def export_onnx(
+    net: torch.nn.Module, opset: int = DEFAULT_OPSET, simplify: bool = True
+) -> onnx.ModelProto:
     """Export ``net`` (input ``img`` [N,3,128,128] -> ``feats`` [N,256]) to an ONNX model."""
     if not 13 <= opset <= 20:
         raise ExportError(f"opset {opset} unsupported: use 13..20 (quantization tools need < 21)")
@@ -40,7 +41,7 @@ def export_onnx(net: torch.nn.Module, opset: int = DEFAULT_OPSET, simplify: bool
         torch.onnx.export(
             net,
             (dummy,),
-            buf,
+            buf,  # type: ignore[arg-type]  # file-like objects are accepted at run time
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}},
@@ -63,14 +64,17 @@ def simplify_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     simplified, ok = onnxsim.simplify(model)
     if not ok:
         raise ExportError("onnxsim could not validate the simplified model")
-    return simplified
+    out: onnx.ModelProto = simplified
+    return out
 
 
 def fix_batch_axis(model: onnx.ModelProto) -> None:
     """Name the batch axis ``N`` on the input and the output (the released file left the
     output's batch axis with an automatic name) and pin the other dims."""
-    for vi, dims in ((model.graph.input[0], (3, INPUT_SIZE, INPUT_SIZE)),
-                     (model.graph.output[0], (EMBED_DIM,))):
+    for vi, dims in (
+        (model.graph.input[0], (3, INPUT_SIZE, INPUT_SIZE)),
+        (model.graph.output[0], (EMBED_DIM,)),
+    ):
         shape = vi.type.tensor_type.shape
         shape.dim[0].ClearField("dim_value")
         shape.dim[0].dim_param = BATCH_AXIS
@@ -93,7 +97,9 @@ def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:
 def get_metadata(model: onnx.ModelProto) -> Dict[str, str]:
     """docedge metadata of an ONNX model (keys without the ``docedge.`` prefix)."""
     n = len(ONNX_METADATA_PREFIX)
-    return {p.key[n:]: p.value for p in model.metadata_props if p.key.startswith(ONNX_METADATA_PREFIX)}
+    return {
+        p.key[n:]: p.value for p in model.metadata_props if p.key.startswith(ONNX_METADATA_PREFIX)
+    }
 
 
 def save_onnx(model: onnx.ModelProto, path: Union[str, Path]) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
-
 from docedge.runtime.hashing import sha256_file
 
 from .checkpoint import CheckpointError, load_weights
@@ -81,18 +80,24 @@ def load_reference(
                 f"{DEMO_WEIGHTS}: the demo model's weights are not in this installation; "
                 "give --checkpoint PATH or --random-init --seed N"
             )
-        net = load_weights(build_model(), DEMO_WEIGHTS)
+        net = build_model()
+        load_weights(net, DEMO_WEIGHTS)
         card: Dict[str, Any] = {}
         if DEMO_CARD.is_file():
             card = json.loads(DEMO_CARD.read_text(encoding="utf-8"))
         return ReferenceModel(
             net,
-            {"kind": "demo-weights", "file": DEMO_WEIGHTS.name, "sha256": sha256_file(DEMO_WEIGHTS)},
+            {
+                "kind": "demo-weights",
+                "file": DEMO_WEIGHTS.name,
+                "sha256": sha256_file(DEMO_WEIGHTS),
+            },
             name=DEMO_MODEL_NAME,
             extra={"card": card},
         )
     path = Path(checkpoint)
-    net = load_weights(build_model(), path)
+    net = build_model()
+    load_weights(net, path)
     return ReferenceModel(
         net,
         {"kind": "checkpoint", "file": path.name, "sha256": sha256_file(path)},

@@ -28,7 +28,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b64 = np.asarray(b, np.float64)
     num = np.sum(a64 * b64, axis=1)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    return num / np.maximum(den, 1e-30)
+    out: np.ndarray = num / np.maximum(den, 1e-30)
+    return out
 
 
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:

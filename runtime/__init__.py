@@ -10,7 +10,7 @@ Importing this package loads no torch, onnx or matplotlib; backends import lazil
 from __future__ import annotations
 
 from .bundle import Artifact, Bundle, load_bundle
-from .embedder import EmbedResult, Embedder, embed_images
+from .embedder import Embedder, EmbedResult, embed_images
 from .errors import (
     BackendUnavailableError,
     BundleError,

@@ -11,8 +11,9 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 
 
-def time_call(fn: Callable[[], Any], batch: int, warmup: int = 3, iters: int = 20,
-              min_seconds: float = 0.5) -> Dict[str, float]:
+def time_call(
+    fn: Callable[[], Any], batch: int, warmup: int = 3, iters: int = 20, min_seconds: float = 0.5
+) -> Dict[str, float]:
     """Time ``fn`` (one call processes ``batch`` images).
 
     Runs ``warmup`` untimed calls, then at least ``iters`` timed calls and at least

@@ -46,7 +46,7 @@ class Artifact:
     record: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_record(cls, rec: Dict[str, Any]) -> "Artifact":
+    def from_record(cls, rec: Dict[str, Any]) -> Artifact:
         try:
             return cls(
                 file=str(rec["file"]),
@@ -57,7 +57,9 @@ class Artifact:
                 record=rec,
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise BundleError(f"{MANIFEST_NAME}: artifact record {rec!r} is malformed ({e})") from None
+            raise BundleError(
+                f"{MANIFEST_NAME}: artifact record {rec!r} is malformed ({e})"
+            ) from None
 
 
 class Bundle:

@@ -25,14 +25,14 @@ class EmbedResult:
     ``ok``: bool ``(N,)``. ``errors``: item index -> :class:`ImageError` for failed items.
     """
 
-    embeddings: "np.ndarray[Any, Any]"
-    ok: "np.ndarray[Any, Any]"
+    embeddings: np.ndarray[Any, Any]
+    ok: np.ndarray[Any, Any]
     errors: Dict[int, ImageError] = field(default_factory=dict)
 
     @property
-    def valid(self) -> "np.ndarray[Any, Any]":
+    def valid(self) -> np.ndarray[Any, Any]:
         """Embeddings of the successful items only, ``(n_ok, D)``, in input order."""
-        valid: "np.ndarray[Any, Any]" = self.embeddings[self.ok]
+        valid: np.ndarray[Any, Any] = self.embeddings[self.ok]
         return valid
 
 
@@ -62,12 +62,12 @@ class Embedder:
         self.dim = self.bundle.embedding_dim
 
     # --- pre-processing -------------------------------------------------------------------
-    def preprocess_one(self, item: ImageInput, index: int = 0) -> "np.ndarray[Any, Any]":
+    def preprocess_one(self, item: ImageInput, index: int = 0) -> np.ndarray[Any, Any]:
         """One input -> float32 ``(3, 128, 128)``; raises :class:`ImageError`."""
         return preprocess_bgr(load_image(item, index), self.spec)
 
     # --- inference --------------------------------------------------------------------------
-    def run_tensor(self, x: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+    def run_tensor(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Pre-processed float32 ``(N, 3, 128, 128)`` -> float32 ``(N, D)``, split in batches."""
         if x.ndim != 4 or x.shape[1:] != (3, self.spec.height, self.spec.width):
             raise ValueError(
@@ -79,7 +79,7 @@ class Embedder:
             out[start : start + len(chunk)] = self.backend.run(chunk)
         return out
 
-    def embed(self, images: Sequence[ImageInput]) -> "np.ndarray[Any, Any]":
+    def embed(self, images: Sequence[ImageInput]) -> np.ndarray[Any, Any]:
         """Embed images (paths, encoded bytes or BGR/gray/BGRA uint8 arrays).
 
         Returns float32 ``(N, D)`` unit vectors. Strict: the first unreadable image raises
@@ -132,7 +132,7 @@ class Embedder:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> "Embedder":
+    def __enter__(self) -> Embedder:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -144,7 +144,7 @@ def embed_images(
     images: Sequence[ImageInput],
     precision: str = "fp32",
     **options: Any,
-) -> "np.ndarray[Any, Any]":
+) -> np.ndarray[Any, Any]:
     """One-shot helper: embed ``images`` with the bundle's ``precision`` artifact."""
     with Embedder(bundle, precision=precision, **options) as e:
         return e.embed(images)

@@ -46,7 +46,7 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: Dict[str, Any]) -> PreprocessSpec:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         if "mean" in known:
             known["mean"] = tuple(known["mean"])
@@ -71,7 +71,7 @@ def describe_source(item: object, index: int) -> str:
     return f"<{type(item).__name__} #{index}>"
 
 
-def _decode(data: "Union[bytes, bytearray, memoryview]", source: str) -> "np.ndarray[Any, Any]":
+def _decode(data: Union[bytes, bytearray, memoryview], source: str) -> np.ndarray[Any, Any]:
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise ImageError(source, "empty image data")
@@ -81,7 +81,7 @@ def _decode(data: "Union[bytes, bytearray, memoryview]", source: str) -> "np.nda
     return img
 
 
-def to_bgr(img: "np.ndarray[Any, Any]", source: str = "<array>") -> "np.ndarray[Any, Any]":
+def to_bgr(img: np.ndarray[Any, Any], source: str = "<array>") -> np.ndarray[Any, Any]:
     """Convert a decoded image to BGR uint8 ``(H, W, 3)``.
 
     Accepts uint8 BGR, grayscale ``(H, W)``/``(H, W, 1)`` and BGRA ``(H, W, 4)``;
@@ -110,7 +110,7 @@ def to_bgr(img: "np.ndarray[Any, Any]", source: str = "<array>") -> "np.ndarray[
     return img
 
 
-def load_image(item: ImageInput, index: int = 0) -> "np.ndarray[Any, Any]":
+def load_image(item: ImageInput, index: int = 0) -> np.ndarray[Any, Any]:
     """Read one input (path, encoded bytes or array) as BGR uint8 ``(H, W, 3)``.
 
     Raises :class:`ImageError` naming the file (or item index) and the problem.
@@ -135,12 +135,12 @@ def load_image(item: ImageInput, index: int = 0) -> "np.ndarray[Any, Any]":
 
 
 def preprocess_bgr(
-    img: "np.ndarray[Any, Any]", spec: PreprocessSpec = DEFAULT_SPEC
-) -> "np.ndarray[Any, Any]":
+    img: np.ndarray[Any, Any], spec: PreprocessSpec = DEFAULT_SPEC
+) -> np.ndarray[Any, Any]:
     """BGR uint8 ``(H, W, 3)`` -> float32 ``(3, height, width)`` in [0, 1]."""
     interp = _INTERPOLATIONS[spec.interpolation]
     resized = cv2.resize(img, (spec.width, spec.height), interpolation=interp)
-    x: "np.ndarray[Any, Any]" = resized.astype(np.float32) * np.float32(spec.scale)
+    x: np.ndarray[Any, Any] = resized.astype(np.float32) * np.float32(spec.scale)
     if spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0):
         mean = np.asarray(spec.mean, np.float32)
         x = ((x - mean) / np.asarray(spec.std, np.float32)).astype(np.float32)
@@ -149,7 +149,7 @@ def preprocess_bgr(
 
 def preprocess(
     images: Sequence[ImageInput], spec: PreprocessSpec = DEFAULT_SPEC
-) -> "np.ndarray[Any, Any]":
+) -> np.ndarray[Any, Any]:
     """Load and pre-process a batch: returns float32 ``(N, 3, 128, 128)``.
 
     Raises :class:`ImageError` on the first bad item; see ``Embedder.embed_many`` for
@@ -161,9 +161,7 @@ def preprocess(
     return out
 
 
-def list_images(folder: Union[str, Path]) -> "list[Path]":
+def list_images(folder: Union[str, Path]) -> list[Path]:
     """Image files (.jpg/.jpeg/.png, any case) under ``folder``, recursively, sorted."""
     root = Path(folder)
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-
 from docedge.runtime import BundleError, load_bundle
 
 
@@ -61,12 +60,14 @@ def test_foreign_or_broken_manifest_is_refused(bundle_copy, tmp_path):
     (bundle_copy / "manifest.json").write_text(json.dumps({"schema": "other"}))
     with pytest.raises(BundleError, match="not a docedge bundle manifest"):
         load_bundle(bundle_copy)
-    with pytest.raises(BundleError, match="manifest.json: missing"):
+    with pytest.raises(BundleError, match=r"manifest\.json: missing"):
         load_bundle(tmp_path)
 
 
 def test_missing_precision_names_what_the_bundle_has(bundle_copy):
-    with pytest.raises(BundleError, match=r"no onnx artifact of precision 'int8' \(bundle has: onnx/fp32\)"):
+    with pytest.raises(
+        BundleError, match=r"no onnx artifact of precision 'int8' \(bundle has: onnx/fp32\)"
+    ):
         load_bundle(bundle_copy).artifact("int8")
 
 

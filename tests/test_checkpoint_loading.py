@@ -7,10 +7,9 @@ import logging
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from docedge.export.checkpoint import CheckpointError, load_weights
 from docedge.export.model import build_model
+from safetensors.torch import save_file
 
 
 @pytest.fixture()
@@ -30,7 +29,11 @@ def test_docclassifier_lightning_checkpoint_drops_training_only_keys(tmp_path, s
     ckpt = {
         "epoch": 3,
         "global_step": 1000,
-        "state_dict": {**state, "pfc.weight": torch.zeros(10, 256), "clip_proj.weight": torch.zeros(512, 256)},
+        "state_dict": {
+            **state,
+            "pfc.weight": torch.zeros(10, 256),
+            "clip_proj.weight": torch.zeros(512, 256),
+        },
     }
     path = tmp_path / "docclassifier.ckpt"
     torch.save(ckpt, path)

@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from docedge.export.bundle_writer import GateError, export_bundle, torch_embed
 from docedge.export.check_images import check_batch
 from docedge.export.model import build_model
@@ -61,7 +60,9 @@ def test_onnx_file_is_self_describing(seeded_bundle):
 def test_collapsed_model_is_refused(tmp_path):
     """Default BatchNorm statistics make every embedding nearly identical: refuse to 'verify'."""
     torch.manual_seed(0)
-    ref = ReferenceModel(build_model(), {"kind": "random-init", "seed": 0, "sha256": "x"}, "collapsed")
+    ref = ReferenceModel(
+        build_model(), {"kind": "random-init", "seed": 0, "sha256": "x"}, "collapsed"
+    )
     # A constant offset dominating the output: every image gets (nearly) the same direction.
     with torch.no_grad():
         ref.net.head.embed_feats[5].bias.fill_(50.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from docedge.export.model import build_model, count_parameters
 
 
@@ -24,7 +23,12 @@ def test_state_dict_uses_docclassifier_key_layout():
 def test_head_layer_order_and_shapes():
     head = build_model().head
     conv = head.squeeze_feats[0]
-    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.bias) == (256, 64, (1, 1), None)
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.bias) == (
+        256,
+        64,
+        (1, 1),
+        None,
+    )
     kinds = [type(m).__name__ for m in head.embed_feats]
     assert kinds == ["Linear", "LayerNorm", "BatchNorm1d", "Linear", "LayerNorm", "BatchNorm1d"]
     assert head.embed_feats[0].in_features == 1024 and head.embed_feats[0].bias is None

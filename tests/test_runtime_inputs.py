@@ -8,7 +8,6 @@ import threading
 import cv2
 import numpy as np
 import pytest
-
 from docedge.runtime import Embedder, ImageError, load_image, preprocess_bgr
 
 
@@ -49,7 +48,7 @@ def test_gray_and_bgra_arrays_are_converted(bgr):
     assert load_image(gray[:, :, None]).shape == (150, 220, 3)
     bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
     np.testing.assert_array_equal(load_image(bgra), bgr)
-    assert load_image((bgr.astype(np.uint16) << 8)).dtype == np.uint8
+    assert load_image(bgr.astype(np.uint16) << 8).dtype == np.uint8
 
 
 @pytest.mark.parametrize(
@@ -84,7 +83,7 @@ def test_corrupt_image_fails_only_that_item(embedder, bgr, tmp_path):
     assert "corrupt.jpg" in str(result.errors[1])
     assert np.isnan(result.embeddings[1]).all()
     assert result.valid.shape == (2, 256)
-    with pytest.raises(ImageError, match="corrupt.jpg"):
+    with pytest.raises(ImageError, match=r"corrupt\.jpg"):
         embedder.embed([str(good), str(corrupt)])
 
 

@@ -12,8 +12,9 @@ if TYPE_CHECKING:
 BACKENDS = ("onnxruntime", "tensorrt")
 
 
-def create_backend(bundle: "Bundle", precision: str = "fp32", backend: str = "onnxruntime",
-                   **options: Any) -> Backend:
+def create_backend(
+    bundle: Bundle, precision: str = "fp32", backend: str = "onnxruntime", **options: Any
+) -> Backend:
     """Open the bundle's artifact of ``precision`` with ``backend``.
 
     ``options`` go to the backend's constructor (for ONNX Runtime: ``providers``,

@@ -146,7 +146,7 @@ class OnnxRuntimeBackend:
                 out.append((resolve_provider_name(p[0]), dict(p[1])))
         return out
 
-    def run(self, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+    def run(self, batch: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """float32 ``(n, 3, H, W)`` -> float32 ``(n, D)``."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
         (y,) = self.session.run([self.output_name], {self.input_name: x})

@@ -20,12 +20,17 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", default="all", help="fp32,fp16,int8 or all (default)")
     p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
-    p.add_argument("--providers", default="cpu", help="ONNX Runtime providers (cpu, cuda, tensorrt)")
+    p.add_argument(
+        "--providers", default="cpu", help="ONNX Runtime providers (cpu, cuda, tensorrt)"
+    )
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: library default)")
     p.add_argument("--iters", type=int, default=20, help="timed calls per case (min)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--gallery-sizes", default="10000,100000,1000000",
-                   help="gallery search sizes (comma-separated; '' to skip)")
+    p.add_argument(
+        "--gallery-sizes",
+        default="10000,100000,1000000",
+        help="gallery search sizes (comma-separated; '' to skip)",
+    )
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -51,7 +56,6 @@ def _reference_net(bundle: Any) -> Optional[Any]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-
     from docedge.runtime.benchmark import time_call
     from docedge.runtime.bundle import load_bundle
     from docedge.runtime.embedder import Embedder
@@ -85,14 +89,20 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "onnxruntime":
         options = {"providers": args.providers.split(","), "intra_op_threads": args.threads}
     for prec in precisions:
-        emb = Embedder(bundle, precision=prec, backend=args.backend, batch_size=max(batch_sizes),
-                       **options)
+        emb = Embedder(
+            bundle, precision=prec, backend=args.backend, batch_size=max(batch_sizes), **options
+        )
         for b in batch_sizes:
-            stats = time_call(lambda b=b: emb.backend.run(xs[b]), b, iters=args.iters)
+
+            def infer(b: int = b, emb: Embedder = emb) -> Any:
+                return emb.backend.run(xs[b])
+
+            stats = time_call(infer, b, iters=args.iters)
             report["cases"].append({"engine": f"{args.backend}", "precision": prec, **stats})
         emb.close()
-    torch_ips = {c["batch"]: c["images_per_s"] for c in report["cases"]
-                 if c["engine"] == "pytorch-eager"}
+    torch_ips = {
+        c["batch"]: c["images_per_s"] for c in report["cases"] if c["engine"] == "pytorch-eager"
+    }
     for c in report["cases"]:
         ref = torch_ips.get(c["batch"])
         c["speedup_vs_pytorch"] = c["images_per_s"] / ref if ref else None
@@ -122,17 +132,24 @@ def _gallery_bench(sizes: List[int]) -> List[Dict[str, Any]]:
 def _print_report(r: Dict[str, Any]) -> None:
     pp = r["preprocess"]
     print(f"bundle {r['bundle']}")
-    print(f"pre-processing ({pp['input']} -> 1x3x128x128): p50 {pp['p50_ms']:.3f} ms, "
-          f"{pp['images_per_s']:.0f} images/s")
-    print(f"{'engine':<16}{'prec':<6}{'batch':>6}{'images/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'vs torch':>10}")
+    print(
+        f"pre-processing ({pp['input']} -> 1x3x128x128): p50 {pp['p50_ms']:.3f} ms, "
+        f"{pp['images_per_s']:.0f} images/s"
+    )
+    print(
+        f"{'engine':<16}{'prec':<6}{'batch':>6}{'images/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'vs torch':>10}"
+    )
     for c in r["cases"]:
         ratio = f"{c['speedup_vs_pytorch']:.2f}x" if c.get("speedup_vs_pytorch") else "-"
-        print(f"{c['engine']:<16}{c['precision']:<6}{int(c['batch']):>6}{c['images_per_s']:>11.0f}"
-              f"{c['p50_ms']:>9.3f}{c['p99_ms']:>9.3f}{ratio:>10}")
+        print(
+            f"{c['engine']:<16}{c['precision']:<6}{int(c['batch']):>6}{c['images_per_s']:>11.0f}"
+            f"{c['p50_ms']:>9.3f}{c['p99_ms']:>9.3f}{ratio:>10}"
+        )
     if r["gallery_search"]:
         print("gallery search (1 query, top-5):")
         for g in r["gallery_search"]:
-            keys = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in g.items())
+            keys = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in g.items()
+            )
             print(f"  {keys}")

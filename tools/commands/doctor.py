@@ -59,8 +59,15 @@ def _gpus() -> Any:
         return []
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=name,compute_cap,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=False,
+            [
+                smi,
+                "--query-gpu=name,compute_cap,driver_version,memory.total",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
@@ -81,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<12} {state}")
     if facts["onnxruntime"]["installed"]:
         print(f"ort providers {', '.join(facts['onnxruntime']['providers'])}")
-    print(f"gpu          {'; '.join(facts['gpu']) if facts['gpu'] else 'none found (no nvidia-smi)'}")
+    print(
+        f"gpu          {'; '.join(facts['gpu']) if facts['gpu'] else 'none found (no nvidia-smi)'}"
+    )
     if not facts["onnxruntime"]["installed"]:
         print("hint: pip install 'docedge[onnxruntime]' (or onnxruntime-gpu on CUDA/Jetson)")
     return 0

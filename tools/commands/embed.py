@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Dict, List
 
 from ..output import add_json_flag, print_json
 
@@ -15,8 +15,11 @@ def register(sub: Any) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files or folders (recursive)")
     p.add_argument("--out", type=Path, help="write float32 (N, 256) embeddings to this .npy")
     p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8")
-    p.add_argument("--providers", default="cpu",
-                   help="ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt)")
+    p.add_argument(
+        "--providers",
+        default="cpu",
+        help="ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt)",
+    )
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
     p.add_argument("--batch-size", type=int, default=32)
     add_json_flag(p)
@@ -32,7 +35,7 @@ def expand_images(items: List[Path]) -> List[Path]:
     return out
 
 
-def backend_options(args: argparse.Namespace) -> dict:
+def backend_options(args: argparse.Namespace) -> Dict[str, Any]:
     if args.backend == "onnxruntime":
         return {"providers": [p.strip() for p in args.providers.split(",") if p.strip()]}
     return {}
@@ -40,23 +43,32 @@ def backend_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-
     from docedge.runtime.embedder import Embedder
 
     paths = expand_images(args.images)
-    with Embedder(args.bundle, precision=args.precision, backend=args.backend,
-                  batch_size=args.batch_size, **backend_options(args)) as emb:
+    with Embedder(
+        args.bundle,
+        precision=args.precision,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        **backend_options(args),
+    ) as emb:
         result = emb.embed_many([str(p) for p in paths])
     if args.out:
         np.save(args.out, result.embeddings)
     failed = {str(paths[i]): str(e.problem) for i, e in sorted(result.errors.items())}
     if args.json:
-        print_json({
-            "ok": not failed, "count": len(paths), "embedded": int(result.ok.sum()),
-            "failed": failed, "out": str(args.out) if args.out else None,
-            "embeddings": None if args.out else result.embeddings.tolist(),
-            "files": [str(p) for p in paths],
-        })
+        print_json(
+            {
+                "ok": not failed,
+                "count": len(paths),
+                "embedded": int(result.ok.sum()),
+                "failed": failed,
+                "out": str(args.out) if args.out else None,
+                "embeddings": None if args.out else result.embeddings.tolist(),
+                "files": [str(p) for p in paths],
+            }
+        )
     else:
         for i, p in enumerate(paths):
             if result.ok[i]:

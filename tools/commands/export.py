@@ -20,15 +20,24 @@ def register(sub: Any) -> None:
         "model is exported.",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", type=Path, help="DocClassifier checkpoint, state dict or .safetensors")
-    src.add_argument("--random-init", action="store_true", help="seeded random weights (tests/demos)")
+    src.add_argument(
+        "--checkpoint", type=Path, help="DocClassifier checkpoint, state dict or .safetensors"
+    )
+    src.add_argument(
+        "--random-init", action="store_true", help="seeded random weights (tests/demos)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 16; must be < 21)")
-    p.add_argument("--precision", default="fp32",
-                   help="comma-separated precisions to produce: fp32,fp16,int8 (fp32 always)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated precisions to produce: fp32,fp16,int8 (fp32 always)",
+    )
     p.add_argument("--calib-images", type=Path, help="image folder for INT8 calibration")
-    p.add_argument("--calib-method", default=None, help="INT8 calibration method (see `calibrate int8`)")
+    p.add_argument(
+        "--calib-method", default=None, help="INT8 calibration method (see `calibrate int8`)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
     add_json_flag(p)
     p.set_defaults(func=run_export)
@@ -40,7 +49,9 @@ def register(sub: Any) -> None:
     q.add_argument("onnx", type=Path, help="the fp32 ONNX file")
     q.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     q.add_argument("--name", help="model name to record (default: file stem)")
-    q.add_argument("--model-cfg", help="DocClassifier model_cfg, e.g. 20240326 (default: from the file name)")
+    q.add_argument(
+        "--model-cfg", help="DocClassifier model_cfg, e.g. 20240326 (default: from the file name)"
+    )
     q.add_argument("--overwrite", action="store_true")
     add_json_flag(q)
     q.set_defaults(func=run_import)
@@ -62,8 +73,10 @@ def artifact_lines(manifest: Dict[str, Any]) -> List[str]:
         if "cos_min" in v:
             gate = f"  cos min {v['cos_min']:.6f} mean {v.get('cos_mean', float('nan')):.6f}"
             gate += "  PASS" if v.get("passed") else "  FAIL"
-        lines.append(f"  {a['precision']:<5} {a['format']:<22} {a['file']:<24} "
-                     f"{human_size(a['size']):>10}{gate}")
+        lines.append(
+            f"  {a['precision']:<5} {a['format']:<22} {a['file']:<24} "
+            f"{human_size(a['size']):>10}{gate}"
+        )
     return lines
 
 
@@ -76,8 +89,9 @@ def run_export(args: argparse.Namespace) -> int:
     if "int8" in precisions and args.calib_images is None:
         raise SystemExit("error: --precision int8 needs --calib-images DIR")
     ref = load_reference(args.checkpoint, args.seed if args.random_init else None)
-    bundle = export_bundle(args.out, reference=ref, opset=args.opset or DEFAULT_OPSET,
-                           overwrite=args.overwrite)
+    bundle = export_bundle(
+        args.out, reference=ref, opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite
+    )
     if "fp16" in precisions:
         from docedge.export.fp16 import add_fp16_artifact
 
@@ -103,12 +117,15 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from docedge.export.bundle_writer import import_onnx
 
-    bundle = import_onnx(args.onnx, args.out, overwrite=args.overwrite, name=args.name,
-                         model_cfg=args.model_cfg)
+    bundle = import_onnx(
+        args.onnx, args.out, overwrite=args.overwrite, name=args.name, model_cfg=args.model_cfg
+    )
     if args.json:
         print_json({"ok": True, "bundle": str(bundle.path), "manifest": bundle.manifest})
     else:
-        print(f"bundle written: {bundle.path} (imported {args.onnx.name}, "
-              f"model_cfg {bundle.model.get('model_cfg') or 'unknown'})")
+        print(
+            f"bundle written: {bundle.path} (imported {args.onnx.name}, "
+            f"model_cfg {bundle.model.get('model_cfg') or 'unknown'})"
+        )
         print("\n".join(artifact_lines(bundle.manifest)))
     return 0

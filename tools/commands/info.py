@@ -27,26 +27,42 @@ def run(args: argparse.Namespace) -> int:
         return 0
     model = m.get("model", {})
     src = model.get("source", {})
-    print(f"bundle      {b.path}  (schema v{m['schema_version']}, docedge {m.get('docedge_version')})")
-    print(f"model       {model.get('name')}  cfg={model.get('model_cfg') or '-'}  "
-          f"arch={model.get('architecture')}")
-    print(f"source      {src.get('kind')} {src.get('file', '')} sha256={str(src.get('sha256', ''))[:16]}")
+    print(
+        f"bundle      {b.path}  (schema v{m['schema_version']}, docedge {m.get('docedge_version')})"
+    )
+    print(
+        f"model       {model.get('name')}  cfg={model.get('model_cfg') or '-'}  "
+        f"arch={model.get('architecture')}"
+    )
+    print(
+        f"source      {src.get('kind')} {src.get('file', '')} "
+        f"sha256={str(src.get('sha256', ''))[:16]}"
+    )
     pp = m.get("preprocess", {})
-    print(f"preprocess  {pp.get('color_order')} resize {pp.get('width')}x{pp.get('height')} "
-          f"{pp.get('interpolation')} x{pp.get('scale'):.6g} {pp.get('layout')}")
+    print(
+        f"preprocess  {pp.get('color_order')} resize {pp.get('width')}x{pp.get('height')} "
+        f"{pp.get('interpolation')} x{pp.get('scale'):.6g} {pp.get('layout')}"
+    )
     io = m.get("io", {})
-    print(f"io          {io['input']['name']} {io['input']['shape']} {io['input']['dtype']} -> "
-          f"{io['output']['name']} {io['output']['shape']} {io['output']['dtype']}")
-    print(f"score       {m.get('score', {}).get('space')}, match if "
-          f"{m.get('score', {}).get('match')}")
+    print(
+        f"io          {io['input']['name']} {io['input']['shape']} {io['input']['dtype']} -> "
+        f"{io['output']['name']} {io['output']['shape']} {io['output']['dtype']}"
+    )
+    print(
+        f"score       {m.get('score', {}).get('space')}, match if {m.get('score', {}).get('match')}"
+    )
     print("artifacts")
     for a in b.artifacts:
-        print(f"  {a.precision:<5} {a.format:<22} {a.file:<26} {human_size(a.size):>10}  "
-              f"sha256={a.sha256[:16]}")
+        print(
+            f"  {a.precision:<5} {a.format:<22} {a.file:<26} {human_size(a.size):>10}  "
+            f"sha256={a.sha256[:16]}"
+        )
     tables = m.get("thresholds") or {}
     if not tables:
-        print("thresholds  none: classification needs an explicit --threshold "
-              "(or run `docedge calibrate thresholds`)")
+        print(
+            "thresholds  none: classification needs an explicit --threshold "
+            "(or run `docedge calibrate thresholds`)"
+        )
     for prec, t in sorted(tables.items()):
         rows = [r for r in t.get("rows", []) if r.get("supported", True)]
         pts = ", ".join(f"FPR {r['fpr']:g}: {r['threshold']:.3f}" for r in rows)
