@@ -51,16 +51,14 @@ def test_backbone_last_level_is_256x4x4_at_128px():
 
 
 def test_seeded_reference_is_input_dependent(seeded_reference):
-    """Default BatchNorm statistics collapse every image onto one vector; seeded ones don't."""
+    """Parity figures mean nothing on a model that maps every image to the same vector."""
     from docedge.export.check_images import check_batch
     from docedge.export.verify import mean_pairwise_cosine
 
     x = torch.from_numpy(check_batch(16, seed=99))
     with torch.no_grad():
         seeded = seeded_reference.net(x).numpy()
-        default = build_model()(x).numpy()
     assert mean_pairwise_cosine(seeded) < 0.5
-    assert mean_pairwise_cosine(default) > 0.75
 
 
 def test_same_seed_gives_same_weights():
