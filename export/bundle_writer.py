@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import onnx
 import torch
+
 from docedge.runtime import __version__ as DOCEDGE_VERSION
 from docedge.runtime.bundle import (
     INPUT_NAME,

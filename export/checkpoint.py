@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Union
 
 import torch
-from docedge.runtime.errors import DocedgeError
 from torch import nn
+
+from docedge.runtime.errors import DocedgeError
 
 logger = logging.getLogger(__name__)
 

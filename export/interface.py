@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import List, Union
 
 import onnx
+
 from docedge.runtime.bundle import INPUT_NAME, OUTPUT_NAME
 from docedge.runtime.errors import BundleError
 

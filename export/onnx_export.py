@@ -11,6 +11,7 @@ from typing import Any, Dict, Mapping, Union
 
 import onnx
 import torch
+
 from docedge.runtime.bundle import INPUT_NAME, ONNX_METADATA_PREFIX, OUTPUT_NAME
 
 from .model import EMBED_DIM, INPUT_SIZE

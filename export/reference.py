@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
+
 from docedge.runtime.hashing import sha256_file
 
 from .checkpoint import CheckpointError, load_weights

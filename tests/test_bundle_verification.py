@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+
 from docedge.runtime import BundleError, load_bundle
 
 

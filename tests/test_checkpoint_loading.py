@@ -7,9 +7,10 @@ import logging
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from docedge.export.checkpoint import CheckpointError, load_weights
 from docedge.export.model import build_model
-from safetensors.torch import save_file
 
 
 @pytest.fixture()

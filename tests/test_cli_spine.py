@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from docedge.tools.cli import build_parser, main
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from docedge.export.bundle_writer import GateError, export_bundle, torch_embed
 from docedge.export.check_images import check_batch
 from docedge.export.model import build_model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 import pytest
+
 from docedge.export.bundle_writer import import_onnx
 from docedge.runtime import BundleError, Embedder
 

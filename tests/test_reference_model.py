@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from docedge.export.model import build_model, count_parameters
 
 

@@ -8,6 +8,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+
 from docedge.runtime import Embedder, ImageError, load_image, preprocess_bgr
 
 

@@ -1,0 +1,1 @@
+"""docedge.calibration: INT8 and threshold calibration, synthetic data, QA parity."""

@@ -1,0 +1,25 @@
+"""DocClassifier's "register" folder convention.
+
+Image files (.jpg/.jpeg/.png, any case) are found recursively. A file's label is its
+sub-folder names joined by ``_``, plus ``_``, plus the file stem; a file at the root gets just
+its stem: ``register/passport/front.jpg`` -> ``passport_front``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple, Union
+
+from .preprocess import list_images
+
+
+def register_label(root: Union[str, Path], path: Union[str, Path]) -> str:
+    """The label DocClassifier gives ``path`` inside register folder ``root``."""
+    rel = Path(path).resolve().relative_to(Path(root).resolve())
+    parts = [*rel.parent.parts, rel.stem]
+    return "_".join(parts)
+
+
+def scan_register(root: Union[str, Path]) -> List[Tuple[str, Path]]:
+    """``(label, path)`` for every image in a register folder, sorted by path."""
+    return [(register_label(root, p), p) for p in list_images(root)]
