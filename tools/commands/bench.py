@@ -56,6 +56,7 @@ def _reference_net(bundle: Any) -> Optional[Any]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+
     from docedge.runtime.benchmark import time_call
     from docedge.runtime.bundle import load_bundle
     from docedge.runtime.embedder import Embedder

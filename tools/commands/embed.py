@@ -43,6 +43,7 @@ def backend_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+
     from docedge.runtime.embedder import Embedder
 
     paths = expand_images(args.images)
