@@ -1,0 +1,156 @@
+"""Register folders become galleries (incrementally); images are classified against them with
+thresholds from the bundle's table for the running precision."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from docedge.runtime import Embedder, ThresholdError
+from docedge.runtime.bundle import read_manifest
+from docedge.runtime.classifier import Classifier
+from docedge.runtime.errors import FingerprintMismatchError
+from docedge.runtime.gallery import Gallery
+from docedge.runtime.gallery_sync import rebuild, sync_register
+from docedge.runtime.thresholds import (
+    attach_table,
+    operating_point,
+    published_table,
+    published_table_for,
+)
+from docedge.tools.cli import main
+
+
+@pytest.fixture()
+def register(tmp_path):
+    from docedge.export.check_images import make_image
+
+    root = tmp_path / "register"
+    (root / "passport").mkdir(parents=True)
+    (root / "id").mkdir()
+    cv2.imwrite(str(root / "passport" / "front.png"), make_image(1, 200, 300))
+    cv2.imwrite(str(root / "id" / "front.png"), make_image(2, 200, 300))
+    cv2.imwrite(str(root / "id_front.png"), make_image(3, 200, 300))  # same label: id_front
+    (root / "broken.jpg").write_bytes(b"garbage")
+    return root
+
+
+@pytest.fixture()
+def bundle(seeded_bundle, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(seeded_bundle, dst)
+    return dst
+
+
+def test_register_build_labels_duplicates_failures_and_incremental_sync(bundle, register, tmp_path):
+    emb = Embedder(bundle)
+    gal = tmp_path / "g.gal"
+    rep = sync_register(gal, emb, register)
+    assert len(rep.added) == 3 and str(register / "broken.jpg") in rep.failed
+    assert rep.duplicates == {"id_front": 2}
+    g = Gallery.open(gal)
+    assert sorted(g.labels) == ["id_front", "passport_front"]
+    again = sync_register(gal, emb, register)
+    assert again.added == [] and len(again.unchanged) == 3
+    from docedge.export.check_images import make_image
+
+    cv2.imwrite(str(register / "passport" / "front.png"), make_image(9, 200, 300))
+    (register / "id_front.png").unlink()
+    third = sync_register(gal, emb, register)
+    assert len(third.changed) == 1 and len(third.removed) == 1 and len(third.added) == 1
+    assert len(Gallery.open(gal)) == 2
+
+
+def test_classifier_needs_a_threshold_when_the_bundle_has_no_table(bundle, register, tmp_path):
+    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
+    with pytest.raises(ThresholdError, match="explicit threshold"):
+        Classifier(bundle, tmp_path / "g.gal")
+
+
+def test_classify_matches_known_and_rejects_unknown(bundle, register, tmp_path):
+    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
+    clf = Classifier(bundle, tmp_path / "g.gal", threshold=0.9, top_k=3)
+    img = cv2.imread(str(register / "passport" / "front.png"))
+    from docedge.export.check_images import make_image
+
+    d_known, d_unknown, d_bad = clf.classify([img, make_image(77, 150, 150), b"junk"])
+    assert d_known.label == "passport_front" and d_known.score > 0.99
+    assert d_known.margin is not None and d_known.margin > 0
+    assert d_unknown.label is None and d_unknown.best is not None  # best candidate still shown
+    assert d_unknown.score <= 0.9 and d_unknown.threshold == 0.9 and d_unknown.fpr is None
+    assert d_bad.error and d_bad.label is None
+    assert [c.label for c in d_known.top_k][:1] == ["passport_front"]
+
+
+def test_threshold_is_taken_from_the_table_of_the_running_precision(bundle, register, tmp_path):
+    table = {"rows": [{"fpr": 0.01, "tpr": 0.9, "threshold": 0.8, "supported": True},
+                      {"fpr": 1e-5, "tpr": None, "threshold": None, "supported": False}]}
+    attach_table(bundle, "fp32", table)
+    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
+    clf = Classifier(bundle, tmp_path / "g.gal")
+    assert clf.operating_point.threshold == 0.8 and clf.operating_point.fpr == 0.01
+    with pytest.raises(ThresholdError, match="cannot support FPR 1e-05"):
+        Classifier(bundle, tmp_path / "g.gal", fpr=1e-5)
+    with pytest.raises(ThresholdError, match="no table row for FPR 0.1"):
+        Classifier(bundle, tmp_path / "g.gal", fpr=0.1)
+    assert "fp32" in read_manifest(bundle)["thresholds"]
+
+
+def test_match_is_strictly_greater_than_threshold():
+    assert operating_point(None, threshold=0.5).threshold == 0.5
+    from docedge.runtime.classifier import Classifier as C
+
+    clf = C.__new__(C)
+    clf.operating_point = operating_point(None, threshold=0.75)
+    g = np.eye(2, 256, dtype=np.float32)
+    clf.gallery = type("G", (), {"embeddings": g, "entries": [type("E", (), {"id": i})() for i in (0, 1)],
+                                 "__len__": lambda self: 2})()
+    clf._labels, clf._label_ids, clf._parents, clf.top_k = ["a", "b"], np.array([0, 1]), [None, None], 2
+    q = np.zeros((1, 256), np.float32)
+    q[0, 0], q[0, 2] = 0.5, np.sqrt(0.75)  # cos 0.5 -> score exactly 0.75
+    (d,) = clf.decide(q)
+    assert d.score == pytest.approx(0.75) and d.label is None
+
+
+def test_gallery_made_with_another_precision_or_model_is_refused(bundle, register, tmp_path, seeded_bundle):
+    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
+    m = read_manifest(bundle)
+    m["model"]["source"]["sha256"] = "0" * 64
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FingerprintMismatchError, match="model_sha256"):
+        Classifier(bundle, tmp_path / "g.gal", threshold=0.5)
+
+
+def test_rebuild_re_embeds_from_recorded_sources(bundle, register, tmp_path):
+    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
+    rep = rebuild(tmp_path / "g.gal", Embedder(bundle), tmp_path / "new.gal")
+    assert len(rep.added) == 3
+    assert len(Gallery.open(tmp_path / "new.gal")) == 3
+
+
+def test_published_20240326_table_ships_and_is_recognized():
+    t = published_table()
+    assert [r["threshold"] for r in t["rows"]] == [0.705, 0.682, 0.657, 0.626, 0.581, 0.359]
+    assert t["auroc"] == 0.9984
+    assert published_table_for({"model_cfg": "20240326"}) == t
+    assert published_table_for({"model_cfg": None, "source": {"file": "other.onnx"}}) is None
+    assert operating_point(t).threshold == 0.626
+
+
+def test_gallery_and_classify_cli(bundle, register, tmp_path, capsys):
+    gal = str(tmp_path / "g.gal")
+    assert main(["gallery", "build", str(bundle), gal, str(register), "--json"]) == 1  # broken.jpg
+    out = json.loads(capsys.readouterr().out)
+    assert out["added"] == 3 and out["duplicates"] == {"id_front": 2}
+    assert main(["gallery", "info", gal, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 3
+    assert main(["classify", str(bundle), gal, str(register / "passport" / "front.png"),
+                 "--threshold", "0.9", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["results"][0]
+    assert res["label"] == "passport_front"
+    assert main(["gallery", "remove", gal, "--label", "id_front", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 2
