@@ -93,9 +93,9 @@ def test_threshold_is_taken_from_the_table_of_the_running_precision(bundle, regi
     sync_register(tmp_path / "g.gal", Embedder(bundle), register)
     clf = Classifier(bundle, tmp_path / "g.gal")
     assert clf.operating_point.threshold == 0.8 and clf.operating_point.fpr == 0.01
-    with pytest.raises(ThresholdError, match="cannot support FPR 1e-05"):
+    with pytest.raises(ThresholdError, match=r"cannot support FPR 1e-05"):
         Classifier(bundle, tmp_path / "g.gal", fpr=1e-5)
-    with pytest.raises(ThresholdError, match="no table row for FPR 0.1"):
+    with pytest.raises(ThresholdError, match=r"no table row for FPR 0\.1"):
         Classifier(bundle, tmp_path / "g.gal", fpr=0.1)
     assert "fp32" in read_manifest(bundle)["thresholds"]
 
