@@ -63,7 +63,7 @@ def test_fp16_artifact_passes_its_gate_and_keeps_float32_io(seeded_bundle, seede
 
 
 def test_int8_artifacts_are_recorded_with_provenance(int8_bundle, calib_dir):
-    dst, result = int8_bundle
+    dst, _result = int8_bundle
     b = load_bundle(dst)
     onnx_rec = b.artifact("int8").record
     cal = onnx_rec["calibration"]
@@ -103,7 +103,7 @@ def test_cache_encoding_matches_tensorrt():
 def test_cache_round_trip_and_malformed_cache(tmp_path):
     p = tmp_path / "c.cache"
     p.write_text(cache_text({"x": 0.25, "y": 1e-3}))
-    header, scales = read_cache(p)
+    _header, scales = read_cache(p)
     assert scales["x"] == 0.25 and scales["y"] == pytest.approx(1e-3)
     p.write_text("TRT-8502-EntropyCalibration2\nx: zz\n")
     with pytest.raises(CalibrationCacheError, match="line 2"):
