@@ -24,7 +24,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check runtime export calibration tools tests samples
 	$(BIN)/vermin --no-tips --violations -t=3.8- runtime
 
+# tensorrt-stubs ships .pyi files without py.typed, and some generated signatures use the
+# keyword `in` as a parameter name; a sanitized copy is exposed to mypy through mypy_path.
 typecheck: $(STAMP)
+	rm -rf .typecheck/stubs && mkdir -p .typecheck/stubs
+	SP=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  cp -r $$SP/tensorrt $$SP/tensorrt_bindings .typecheck/stubs/
+	sed -i -E 's/([(,] *)in: /\1in_: /g' .typecheck/stubs/tensorrt_bindings/*.pyi .typecheck/stubs/tensorrt/*.pyi
+	sed -i -E 's/, channel_axis: int\) -> IScaleLayer/, channel_axis: int = ...) -> IScaleLayer/' .typecheck/stubs/tensorrt_bindings/tensorrt.pyi
 	$(BIN)/mypy
 
 pytest: $(STAMP)
