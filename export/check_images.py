@@ -96,3 +96,26 @@ def check_batch(count: int = 36, seed: int = 1234) -> np.ndarray:
         blobs.append(buf.tobytes())
     batch: np.ndarray = preprocess(blobs)
     return batch
+
+
+def document_check_batch(count: int = 64, seed: int = 4321) -> np.ndarray:
+    """Pre-processed captures of synthetic documents, float32 ``(count, 3, 128, 128)``.
+
+    Reduced-precision gates use these: a document model's INT8 ranges are calibrated on
+    documents, and random drawings (:func:`check_batch`) are out of its input distribution.
+    Type ids 900.. are held out from training (>= 1000) and from the model card's evaluation
+    (0..199); every image goes through JPEG encode/decode and the runtime's pre-processing.
+    """
+    from docedge.calibration.synth.captures import capture
+    from docedge.calibration.synth.documents import DocumentType, render
+    from docedge.runtime.preprocess import preprocess
+
+    rng = np.random.default_rng(seed)
+    blobs = []
+    for i in range(count):
+        img = capture(render(DocumentType.from_id(900 + i % 100), 50 + i), rng, 0.6)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        assert ok
+        blobs.append(buf.tobytes())
+    batch: np.ndarray = preprocess(blobs)
+    return batch
