@@ -1,0 +1,194 @@
+"""``docedge demo``: the main job end to end on the embedded demo model (no user data).
+
+1. export the demo model to a verified bundle (fp32, fp16, INT8 + TensorRT cache);
+2. calibrate threshold tables per precision on generated labelled captures;
+3. build a gallery per precision from generated register documents (one image per type);
+4. classify generated captures of registered types and of types never registered
+   (which must come out "unknown"), and report accuracy and unknown rejection per precision;
+5. a parity summary against the PyTorch reference and a throughput comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from ..output import add_json_flag, print_json
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline on the embedded demo model")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="work folder (default demo_out/)")
+    p.add_argument("--registered", type=int, default=30, help="document types to register")
+    p.add_argument("--unregistered", type=int, default=10, help="types never registered")
+    p.add_argument("--captures", type=int, default=3, help="captures per type")
+    p.add_argument("--fpr", type=float, nargs="+", default=[1e-2, 1e-3],
+                   help="operating points to report (default 1e-2 and 1e-3)")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _step(args: argparse.Namespace, text: str) -> None:
+    if not args.json:
+        print(f"\n== {text}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import shutil
+
+    import numpy as np
+
+    from docedge.calibration.int8 import calibrate_int8
+    from docedge.calibration.parity import run_parity
+    from docedge.calibration.synth.captures import capture
+    from docedge.calibration.synth.dataset import write_documents
+    from docedge.calibration.synth.documents import DocumentType, render
+    from docedge.calibration.thresholds import calibrate_thresholds
+    from docedge.export.bundle_writer import export_bundle
+    from docedge.export.fp16 import add_fp16_artifact
+    from docedge.export.reference import load_reference
+    from docedge.runtime.bundle import load_bundle
+    from docedge.runtime.classifier import Classifier
+    from docedge.runtime.embedder import Embedder
+    from docedge.runtime.gallery_sync import sync_register
+
+    t_start = time.perf_counter()
+    out: Path = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    report: Dict[str, Any] = {"out": str(out)}
+
+    _step(args, "1/5 export the demo model (fp32, fp16, int8) and verify against PyTorch")
+    ref = load_reference()
+    bundle_dir = out / "bundle"
+    export_bundle(bundle_dir, reference=ref)
+    add_fp16_artifact(bundle_dir, ref)
+    write_documents(out / "calibration", types=100, per_type=3, first_type_id=5000,
+                    capture_strength=0.7, progress=not args.json)  # fmt: skip
+    calibrate_int8(bundle_dir, out / "calibration", reference=ref, progress=not args.json)
+    bundle = load_bundle(bundle_dir)
+    report["artifacts"] = [{"precision": a.precision, "format": a.format, "file": a.file,
+                            "bytes": a.size, "gate": a.record.get("verification", {}).get("passed")}
+                           for a in bundle.artifacts]  # fmt: skip
+    if not args.json:
+        for a in report["artifacts"]:
+            gate = {True: "gate PASS", False: "gate FAIL", None: ""}[a["gate"]]
+            print(f"  {a['precision']:<5} {a['format']:<22} {a['bytes'] / 1e6:5.2f} MB  {gate}")
+
+    _step(args, "2/5 calibrate TPR@FPR thresholds per precision on labelled synthetic captures")
+    write_documents(out / "labelled", types=40, per_type=5, first_type_id=400,
+                    capture_strength=0.7, progress=not args.json)  # fmt: skip
+    tables = calibrate_thresholds(bundle_dir, out / "labelled")
+    bundle = load_bundle(bundle_dir)  # now with the tables
+    report["thresholds"] = {p: {f"{r['fpr']:g}": r["threshold"] for r in t["rows"]}
+                            for p, t in tables.items()}  # fmt: skip
+    if not args.json:
+        for p, t in tables.items():
+            pts = ", ".join(f"{r['threshold']:.3f} at FPR {r['fpr']:g} (TPR {r['tpr']:.3f})"
+                            for r in t["rows"] if r["fpr"] in args.fpr)
+            print(f"  {p}: {pts}; AUROC {t['auroc']:.4f}")
+
+    _step(args, f"3/5 register {args.registered} document types (one clean image each)")
+    register_dir = out / "register"
+    probes: List[np.ndarray] = []
+    truth: List[Any] = []
+    rng = np.random.default_rng(2024)
+    import cv2
+
+    for tid in range(args.registered + args.unregistered):
+        t = DocumentType.from_id(tid)
+        if tid < args.registered:
+            register_dir.mkdir(exist_ok=True)
+            cv2.imwrite(str(register_dir / f"{t.name}.jpg"), render(t, 0))
+        for k in range(args.captures):
+            probes.append(capture(render(t, 100 + k), rng, float(rng.uniform(0.3, 1.0))))
+            truth.append(t.name if tid < args.registered else None)
+
+    _step(args, f"4/5 classify {len(probes)} captures ({args.unregistered} types never registered)")
+    report["classification"] = {}
+    if not args.json:
+        print("  (pair FPR f with G registered types: an unknown document is falsely accepted with "
+              "probability about 1-(1-f)^G)")
+    for prec in bundle.precisions:
+        gallery = out / f"gallery_{prec}.gal"
+        sync_register(gallery, Embedder(bundle, precision=prec), register_dir)
+        for fpr in args.fpr:
+            clf = Classifier(bundle, gallery, fpr=fpr, precision=prec)
+            decisions = clf.classify(probes)
+            known = [(d, y) for d, y in zip(decisions, truth) if y is not None]
+            unknown = [d for d, y in zip(decisions, truth) if y is None]
+            acc = float(np.mean([d.label == y for d, y in known]))
+            rej = float(np.mean([d.label is None for d in unknown])) if unknown else float("nan")
+            top1 = float(np.mean([d.best is not None and d.best.label == y for d, y in known]))
+            report["classification"][f"{prec}@{fpr:g}"] = {
+                "precision": prec, "fpr": fpr, "accuracy_registered": acc, "top1_registered": top1,
+                "unknown_rejection": rej, "threshold": clf.operating_point.threshold}  # fmt: skip
+            if not args.json:
+                print(f"  {prec} FPR {fpr:<6g}: registered types correct {acc:6.1%} (top-1 {top1:6.1%}), "
+                      f"unknown types rejected {rej:6.1%}, threshold {clf.operating_point.threshold:.3f}")
+    if not args.json:
+        d = decisions[0]
+        v = Embedder(bundle).embed([probes[0]])[0]
+        print(f"  e.g. capture 0 -> {d.label} (score {d.score:.3f}, margin {d.margin:.3f}); "
+              f"embedding [{' '.join(f'{x:+.3f}' for x in v[:6])} ...] |v|={np.linalg.norm(v):.4f}")
+
+    _step(args, "5/5 parity against the PyTorch reference, and throughput")
+    parity = run_parity(bundle_dir, out / "labelled", tensorrt=False, progress=not args.json)
+    report["parity"] = {"passed": parity.passed, "failures": parity.failures,
+                        "artifacts": [{"name": a["name"], **a["embedding"],
+                                       "decision_agreement": a["decision_agreement"]}
+                                      for a in parity.artifacts]}  # fmt: skip
+    if not args.json:
+        for a in parity.artifacts:
+            e = a["embedding"]
+            print(f"  {a['name']:<22} cos min {e['cos_min']:.5f} mean {e['cos_mean']:.5f}  decisions "
+                  f"agree {a['decision_agreement']:.1%}  "
+                  f"{'PASS' if all(c['passed'] for c in a['checks']) else 'FAIL'}")
+    report["bench"] = _bench(bundle, ref)
+    if not args.json:
+        for b in report["bench"]:
+            ratio = f"{b['speedup_vs_pytorch']:.1f}x PyTorch" if b.get("speedup_vs_pytorch") else ""
+            print(f"  {b['engine']:<14} {b['precision']:<5} batch {int(b['batch']):>2}: "
+                  f"{b['images_per_s']:7.0f} images/s  p50 {b['p50_ms']:.2f} ms  {ratio}")
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    (out / "demo.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print_json(report)
+    else:
+        print(f"\ndone in {report['seconds']} s; report: {out / 'demo.json'}, parity: "
+              f"{'PASS' if parity.passed else 'FAIL'}")
+    ok = parity.passed and all(c["top1_registered"] > 0.8 for c in report["classification"].values())
+    return 0 if ok else 1
+
+
+def _bench(bundle: Any, ref: Any) -> List[Dict[str, Any]]:
+    import numpy as np
+    import torch
+
+    from docedge.runtime.benchmark import time_call
+    from docedge.runtime.embedder import Embedder
+
+    rng = np.random.default_rng(0)
+    rows: List[Dict[str, Any]] = []
+    torch_ips: Dict[int, float] = {}
+    for b in (1, 32):
+        x = rng.random((b, 3, 128, 128), dtype=np.float32)
+        t = torch.from_numpy(x)
+
+        def fwd(t: Any = t) -> Any:
+            with torch.inference_mode():
+                return ref.net(t)
+
+        s = time_call(fwd, b, warmup=2, iters=5, min_seconds=0.3)
+        torch_ips[b] = s["images_per_s"]
+        rows.append({"engine": "pytorch-eager", "precision": "fp32", **s})
+        for prec in bundle.precisions:
+            emb = Embedder(bundle, precision=prec)
+            s = time_call(lambda emb=emb, x=x: emb.backend.run(x), b, warmup=2, iters=5, min_seconds=0.3)
+            rows.append({"engine": "onnxruntime", "precision": prec, **s,
+                         "speedup_vs_pytorch": s["images_per_s"] / torch_ips[b]})  # fmt: skip
+    return rows
