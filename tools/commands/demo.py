@@ -100,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     for tid in range(args.registered + args.unregistered):
-        t = DocumentType.from_id(tid)
+        doc_type = DocumentType.from_id(tid)
         if tid < args.registered:
             register_dir.mkdir(exist_ok=True)
-            cv2.imwrite(str(register_dir / f"{t.name}.jpg"), render(t, 0))
+            cv2.imwrite(str(register_dir / f"{doc_type.name}.jpg"), render(doc_type, 0))
         for k in range(args.captures):
-            probes.append(capture(render(t, 100 + k), rng, float(rng.uniform(0.3, 1.0))))
-            truth.append(t.name if tid < args.registered else None)
+            probes.append(capture(render(doc_type, 100 + k), rng, float(rng.uniform(0.3, 1.0))))
+            truth.append(doc_type.name if tid < args.registered else None)
 
     _step(args, f"4/5 classify {len(probes)} captures ({args.unregistered} types never registered)")
     report["classification"] = {}
@@ -188,7 +188,11 @@ def _bench(bundle: Any, ref: Any) -> List[Dict[str, Any]]:
         rows.append({"engine": "pytorch-eager", "precision": "fp32", **s})
         for prec in bundle.precisions:
             emb = Embedder(bundle, precision=prec)
-            s = time_call(lambda emb=emb, x=x: emb.backend.run(x), b, warmup=2, iters=5, min_seconds=0.3)
+
+            def infer(emb: Any = emb, x: Any = x) -> Any:
+                return emb.backend.run(x)
+
+            s = time_call(infer, b, warmup=2, iters=5, min_seconds=0.3)
             rows.append({"engine": "onnxruntime", "precision": prec, **s,
                          "speedup_vs_pytorch": s["images_per_s"] / torch_ips[b]})  # fmt: skip
     return rows
