@@ -10,6 +10,7 @@ Importing this package loads no torch, onnx or matplotlib; backends import lazil
 from __future__ import annotations
 
 from .bundle import Artifact, Bundle, load_bundle
+from .classifier import Classifier, Decision
 from .embedder import Embedder, EmbedResult, embed_images
 from .errors import (
     BackendUnavailableError,
@@ -31,10 +32,13 @@ __all__ = [
     "BackendUnavailableError",
     "Bundle",
     "BundleError",
+    "Classifier",
+    "Decision",
     "DocedgeError",
     "EmbedResult",
     "Embedder",
     "FingerprintMismatchError",
+    "Gallery",
     "GalleryError",
     "ImageError",
     "PreprocessSpec",
