@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
     op.add_argument("--threshold", type=float, help="explicit threshold in (cos+1)/2 space")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--precision", default="fp32")
-    p.add_argument("--providers", default="cpu")
+    p.add_argument("--providers", default="cpu", help="ONNX Runtime providers (cpu, cuda, tensorrt)")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -31,9 +32,12 @@ def run(args: argparse.Namespace) -> int:
     from .embed import expand_images
 
     paths = expand_images(args.images)
+    options = {}
+    if args.backend == "onnxruntime":
+        options["providers"] = [p for p in args.providers.split(",") if p]
     clf = Classifier(args.bundle, args.gallery, fpr=args.fpr, threshold=args.threshold,
-                     precision=args.precision, top_k=args.top_k,
-                     providers=[p for p in args.providers.split(",") if p])  # fmt: skip
+                     precision=args.precision, top_k=args.top_k, backend=args.backend,
+                     **options)  # fmt: skip
     decisions = clf.classify([str(p) for p in paths])
     op = clf.operating_point
     if args.json:
