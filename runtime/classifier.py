@@ -22,6 +22,9 @@ from .preprocess import ImageInput
 from .search import best_per_label, scores
 from .thresholds import DEFAULT_FPR, OperatingPoint, bundle_operating_point
 
+#: Largest float32 copy of a float16 gallery the classifier keeps in memory (256 MiB).
+FLOAT32_CACHE_BYTES = 256 << 20
+
 
 @dataclass
 class Candidate:
@@ -92,6 +95,11 @@ class Classifier:
         self.top_k = top_k
         self.embedder = Embedder(self.bundle, precision=precision, backend=backend,
                                  **backend_options)  # fmt: skip
+        # float16 galleries: convert once to float32 when that fits the budget (searches then
+        # run at memory bandwidth); larger ones are converted chunk by chunk per search.
+        f32_bytes = len(g) * g.dim * 4
+        cache = g.dtype != "float32" and f32_bytes <= FLOAT32_CACHE_BYTES
+        self._matrix = np.asarray(g.embeddings, np.float32) if cache else g.embeddings
         self._labels = g.labels
         self._label_ids = g.label_ids()
         parents = {e.label: e.parent for e in g.entries}
@@ -121,7 +129,7 @@ class Classifier:
         if len(self.gallery) == 0:
             return [Decision(None, None, None, op.threshold, op.fpr, None, [])
                     for _ in range(len(embeddings))]  # fmt: skip
-        s = scores(embeddings, self.gallery.embeddings)
+        s = scores(embeddings, self._matrix)
         n_labels = len(self._labels)
         out = []
         for row in s:

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -94,19 +94,34 @@ class Gallery:
     label table in row order. Use :meth:`create` / :meth:`open`.
     """
 
-    def __init__(self, path: Path, table: Dict[str, Any], embeddings: np.ndarray[Any, Any],
-                 dtype: str, dim: int) -> None:  # fmt: skip
+    def __init__(self, path: Path, table: Union[Dict[str, Any], Callable[[], Dict[str, Any]]],
+                 embeddings: np.ndarray[Any, Any], dtype: str, dim: int) -> None:  # fmt: skip
         self.path = path
-        self.table = table
+        self._table: Optional[Dict[str, Any]] = table if isinstance(table, dict) else None
+        self._table_loader = None if isinstance(table, dict) else table
+        self._entries: Optional[List[Entry]] = None
         self.embeddings = embeddings
         self.dtype = dtype
         self.dim = dim
-        self.entries: List[Entry] = [
-            Entry(int(e["id"]), str(e["label"]), e.get("parent"), e.get("source"),
-                  e.get("sha256"), str(e.get("added", "")), dict(e.get("meta") or {}), row)
-            for row, e in enumerate(table["entries"])
-        ]  # fmt: skip
-        self._label_index: Optional[Dict[str, int]] = None
+
+    @property
+    def table(self) -> Dict[str, Any]:
+        """The label table, parsed (and its checksum verified) on first use."""
+        if self._table is None:
+            assert self._table_loader is not None
+            self._table = self._table_loader()
+        return self._table
+
+    @property
+    def entries(self) -> List[Entry]:
+        """The label table as :class:`Entry` objects in row order (built on first use)."""
+        if self._entries is None:
+            self._entries = [
+                Entry(int(e["id"]), str(e["label"]), e.get("parent"), e.get("source"),
+                      e.get("sha256"), str(e.get("added", "")), dict(e.get("meta") or {}), row)
+                for row, e in enumerate(self.table["entries"])
+            ]  # fmt: skip
+        return self._entries
 
     # --- identity ---------------------------------------------------------------------------
     @property
@@ -115,7 +130,7 @@ class Gallery:
         return fp
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return int(self.embeddings.shape[0])
 
     @property
     def labels(self) -> List[str]:
@@ -142,7 +157,7 @@ class Gallery:
             )
 
     def verify(self) -> None:
-        """Check the embedding block's SHA-256 (the table's is checked on every open)."""
+        """Check the label table's and the embedding block's SHA-256 (a full read)."""
         digest = hashlib.sha256(np.ascontiguousarray(self.embeddings).tobytes()).hexdigest()
         if digest != self.table.get("_emb_sha256"):
             raise GalleryError(f"{self.path}: embedding data checksum mismatch (corrupt file)")
@@ -165,9 +180,11 @@ class Gallery:
 
     @classmethod
     def open(cls, path: Union[str, Path], expect_fingerprint: Optional[Dict[str, str]] = None,
-             verify: bool = False) -> Gallery:  # fmt: skip
-        """Open a gallery (memory-mapped). Checks the header and the label table's checksum;
-        ``verify`` also hashes the embeddings; ``expect_fingerprint`` refuses other models."""
+             verify: bool = False, lazy: bool = False) -> Gallery:  # fmt: skip
+        """Open a gallery: header checks and a memory map of the embeddings. The label table
+        is checksummed and parsed now, or on first use with ``lazy`` (opening a 100k-entry
+        gallery then takes milliseconds). ``verify`` also hashes the embeddings;
+        ``expect_fingerprint`` refuses galleries made with another model/precision."""
         p = Path(path)
         try:
             size = p.stat().st_size
@@ -178,6 +195,8 @@ class Gallery:
             raise GalleryError(f"{p}: gallery file not found") from None
         except OSError as e:
             raise GalleryError(f"{p}: cannot read ({e})") from None
+        if expect_fingerprint is not None or not lazy:
+            g.table  # noqa: B018 - parse and check the label table now
         if expect_fingerprint is not None:
             g.check_fingerprint(expect_fingerprint)
         if verify:
@@ -268,6 +287,33 @@ class Gallery:
                 "size_bytes": self.path.stat().st_size}  # fmt: skip
 
 
+def benchmark_open(n_entries: int, dtype: str = "float16", dim: int = 256,
+                   folder: Optional[Union[str, Path]] = None, repeats: int = 5) -> Dict[str, Any]:
+    """Write a gallery of ``n_entries`` random unit vectors and time :meth:`Gallery.open`:
+    lazy (header + memory map), default (+ label table checksum and parse) and verified (+ full
+    read of the embeddings). Milliseconds."""
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        path = Path(tmp) / "bench.gal"
+        rng = np.random.default_rng(0)
+        emb = rng.standard_normal((n_entries, dim), dtype=np.float32)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        table = {"fingerprint": {"bench": "1"}, "created": _now(), "updated": _now(),
+                 "next_id": n_entries,
+                 "entries": [{"id": i, "label": f"type{i % 1000}", "parent": None,
+                              "source": f"/register/type{i}.jpg", "sha256": None,
+                              "added": "", "meta": {}} for i in range(n_entries)]}  # fmt: skip
+        _commit(path, table, emb.astype(dtype))
+        times: Dict[str, List[float]] = {"open_lazy_ms": [], "open_ms": [], "open_verified_ms": []}
+        for _ in range(repeats):
+            for key, lazy, verify in (("open_lazy_ms", True, False), ("open_ms", False, False),
+                                      ("open_verified_ms", False, True)):  # fmt: skip
+                t0 = time.perf_counter()
+                Gallery.open(path, verify=verify, lazy=lazy)
+                times[key].append(1000 * (time.perf_counter() - t0))
+        return {"entries": n_entries, "dtype": dtype, "file_mb": path.stat().st_size / 2**20,
+                **{k: float(np.median(v)) for k, v in times.items()}}  # fmt: skip
+
+
 def _clone_table(table: Dict[str, Any]) -> Dict[str, Any]:
     t: Dict[str, Any] = json.loads(json.dumps({k: v for k, v in table.items()
                                                if not k.startswith("_")}))  # fmt: skip
@@ -292,22 +338,27 @@ def _parse(p: Path, head: bytes, size: int, f: Any) -> Gallery:
             or e_len != count * dim * itemsize):  # fmt: skip
         raise GalleryError(f"{p}: inconsistent header (truncated or corrupt file)")
     f.seek(t_off)
-    raw = f.read(t_len)
-    if hashlib.sha256(raw).digest() != t_sha:
-        raise GalleryError(f"{p}: label table checksum mismatch (corrupt file)")
-    try:
-        table = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise GalleryError(f"{p}: label table is not valid JSON ({e})") from None
-    if len(table.get("entries", [])) != count:
-        raise GalleryError(f"{p}: header count {count} != {len(table.get('entries', []))} entries")
-    table["_emb_sha256"] = e_sha.hex()
+    raw = f.read(t_len)  # read now (the file may be replaced later); checked and parsed lazily
+
+    def load_table() -> Dict[str, Any]:
+        if hashlib.sha256(raw).digest() != t_sha:
+            raise GalleryError(f"{p}: label table checksum mismatch (corrupt file)")
+        try:
+            table: Dict[str, Any] = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise GalleryError(f"{p}: label table is not valid JSON ({e})") from None
+        if len(table.get("entries", [])) != count:
+            raise GalleryError(f"{p}: header count {count} != {len(table.get('entries', []))} "
+                               "entries")  # fmt: skip
+        table["_emb_sha256"] = e_sha.hex()
+        return table
+
     if count:
         emb: np.ndarray[Any, Any] = np.memmap(p, dtype=dtype, mode="r", offset=e_off,
                                                shape=(count, dim))  # fmt: skip
     else:
         emb = np.zeros((0, dim), dtype)
-    return Gallery(p, table, emb, dtype, dim)
+    return Gallery(p, load_table, emb, dtype, dim)
 
 
 def _commit(path: Path, table: Dict[str, Any], embeddings: np.ndarray[Any, Any]) -> None:

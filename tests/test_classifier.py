@@ -109,6 +109,7 @@ def test_match_is_strictly_greater_than_threshold():
     g = np.eye(2, 256, dtype=np.float32)
     clf.gallery = type("G", (), {"embeddings": g, "entries": [type("E", (), {"id": i})() for i in (0, 1)],
                                  "__len__": lambda self: 2})()
+    clf._matrix = g
     clf._labels, clf._label_ids, clf._parents, clf.top_k = ["a", "b"], np.array([0, 1]), [None, None], 2
     q = np.zeros((1, 256), np.float32)
     q[0, 0], q[0, 2] = 0.5, np.sqrt(0.75)  # cos 0.5 -> score exactly 0.75

@@ -183,3 +183,17 @@ def test_crash_at_each_commit_stage_leaves_old_or_new_state(tmp_path, stage):
     after = Gallery.open(path, verify=True)
     expected = 3 if stage == "after-rename" else 2
     assert len(after) == expected
+
+
+def test_lazy_open_defers_the_label_table_but_still_refuses_corruption(tmp_path):
+    g = Gallery.create(tmp_path / "g.gal", FP)
+    g.add(unit(3), ["a", "b", "c"])
+    data = bytearray(g.path.read_bytes())
+    data[HEADER_SIZE + 5] ^= 0xFF
+    g.path.write_bytes(bytes(data))
+    lazy = Gallery.open(g.path, lazy=True)  # header + memory map only
+    assert len(lazy) == 3
+    with pytest.raises(GalleryError, match="label table checksum mismatch"):
+        _ = lazy.labels
+    with pytest.raises(GalleryError, match="label table checksum mismatch"):
+        Gallery.open(g.path, lazy=True, expect_fingerprint=FP)

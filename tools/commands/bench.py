@@ -123,10 +123,15 @@ def _gallery_bench(sizes: List[int]) -> List[Dict[str, Any]]:
     except ImportError:
         logger.warning("gallery search benchmark unavailable in this installation")
         return []
+    from docedge.runtime.gallery import benchmark_open
+
     rows = []
     for n in sizes:
         for dtype in ("float16", "float32"):
             rows.append(benchmark_search(n, dtype))
+    for n in sizes:
+        if n <= 100_000:
+            rows.append(benchmark_open(n, "float16"))
     return rows
 
 
@@ -148,7 +153,7 @@ def _print_report(r: Dict[str, Any]) -> None:
             f"{c['p50_ms']:>9.3f}{c['p99_ms']:>9.3f}{ratio:>10}"
         )
     if r["gallery_search"]:
-        print("gallery search (1 query, top-5):")
+        print("gallery search (1 query, top-5) and gallery open times:")
         for g in r["gallery_search"]:
             keys = ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in g.items()
