@@ -104,6 +104,6 @@ def get_metadata(model: onnx.ModelProto) -> Dict[str, str]:
 
 
 def save_onnx(model: onnx.ModelProto, path: Union[str, Path]) -> None:
-    from docedge.runtime.bundle import atomic_write_bytes
+    from docedge.runtime.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, model.SerializeToString())

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from .bundle import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .errors import DocedgeError
 
 SIDECAR_SCHEMA = "docedge.engine"

@@ -21,10 +21,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import FingerprintMismatchError, GalleryError
 
 logger = logging.getLogger(__name__)
@@ -72,19 +73,6 @@ class Entry:
 def _crash_point(stage: str) -> None:
     if os.environ.get(CRASH_ENV) == stage:
         os._exit(86)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class Gallery:
@@ -375,28 +363,17 @@ def _commit(path: Path, table: Dict[str, Any], embeddings: np.ndarray[Any, Any])
                         e_off, len(emb_bytes), hashlib.sha256(raw).digest())  # fmt: skip
     head += hashlib.sha256(emb_bytes).digest()
     head = head.ljust(HEADER_SIZE, b"\0")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(head)
-            _crash_point("header")
-            f.write(raw)
-            f.write(b"\0" * (e_off - t_off - len(raw)))
-            _crash_point("table")
-            f.write(emb_bytes)
-            _crash_point("data")
-            f.flush()
-            os.fsync(f.fileno())
-        _crash_point("before-rename")
-        os.replace(tmp, path)
-        _crash_point("after-rename")
-        _fsync_dir(path.parent)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    def write(f: BinaryIO) -> None:
+        f.write(head)
+        _crash_point("header")
+        f.write(raw)
+        f.write(b"\0" * (e_off - t_off - len(raw)))
+        _crash_point("table")
+        f.write(emb_bytes)
+        _crash_point("data")
+
+    atomic_write(path, write, on_stage=_crash_point)
 
 
 @contextmanager
