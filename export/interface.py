@@ -19,6 +19,23 @@ def _dims(vi: onnx.ValueInfoProto) -> List[Union[int, str]]:
     return [d.dim_param or d.dim_value or "?" for d in vi.type.tensor_type.shape.dim]
 
 
+def _tensor_problems(kind: str, vi: onnx.ValueInfoProto, name: str,
+                     shape: List[Union[int, str]]) -> List[str]:  # fmt: skip
+    """Differences of one graph input/output from the expected name, FLOAT dtype and shape
+    (the batch axis, written ``N``, may be any name or size)."""
+    problems = []
+    if vi.name != name:
+        problems.append(f"{kind} is named {vi.name!r}, expected {name!r}")
+    elem = vi.type.tensor_type.elem_type
+    if elem != _FLOAT:
+        problems.append(f"{kind} dtype is {onnx.TensorProto.DataType.Name(elem)}, expected FLOAT")
+    dims = _dims(vi)
+    if len(dims) != len(shape) or list(dims[1:]) != shape[1:]:
+        expected = ", ".join(str(d) for d in shape)
+        problems.append(f"{kind} shape is {dims}, expected [{expected}]")
+    return problems
+
+
 def interface_problems(model: onnx.ModelProto) -> List[str]:
     """Everything that differs from the expected interface (empty list: it matches)."""
     g = model.graph
@@ -30,29 +47,9 @@ def interface_problems(model: onnx.ModelProto) -> List[str]:
     if len(g.output) != 1:
         problems.append(f"expected 1 output, found {len(g.output)}: {[o.name for o in g.output]}")
     if inputs:
-        i = inputs[0]
-        if i.name != INPUT_NAME:
-            problems.append(f"input is named {i.name!r}, expected {INPUT_NAME!r}")
-        if i.type.tensor_type.elem_type != _FLOAT:
-            problems.append(
-                f"input dtype is {onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type)}, "
-                "expected FLOAT"
-            )
-        dims = _dims(i)
-        if len(dims) != 4 or list(dims[1:]) != [3, INPUT_SIZE, INPUT_SIZE]:
-            problems.append(f"input shape is {dims}, expected [N, 3, {INPUT_SIZE}, {INPUT_SIZE}]")
+        problems += _tensor_problems("input", inputs[0], INPUT_NAME, ["N", 3, INPUT_SIZE, INPUT_SIZE])
     if g.output:
-        o = g.output[0]
-        if o.name != OUTPUT_NAME:
-            problems.append(f"output is named {o.name!r}, expected {OUTPUT_NAME!r}")
-        if o.type.tensor_type.elem_type != _FLOAT:
-            problems.append(
-                f"output dtype is {onnx.TensorProto.DataType.Name(o.type.tensor_type.elem_type)}, "
-                "expected FLOAT"
-            )
-        dims = _dims(o)
-        if len(dims) != 2 or dims[1] != EMBED_DIM:
-            problems.append(f"output shape is {dims}, expected [N, {EMBED_DIM}]")
+        problems += _tensor_problems("output", g.output[0], OUTPUT_NAME, ["N", EMBED_DIM])
     return problems
 
 

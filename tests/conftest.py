@@ -28,6 +28,16 @@ def seeded_bundle(tmp_path_factory, seeded_reference) -> Path:
     return out
 
 
+@pytest.fixture()
+def bundle_copy(seeded_bundle, tmp_path) -> Path:
+    """A private, writable copy of the seeded bundle (tests may modify it)."""
+    import shutil
+
+    dst = tmp_path / "bundle"
+    shutil.copytree(seeded_bundle, dst)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def check_image_files(tmp_path_factory) -> List[Path]:
     """36 encoded PNG/JPEG files of varied sizes and aspect ratios."""

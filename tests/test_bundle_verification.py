@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from docedge.runtime import BundleError, load_bundle
-
-
-@pytest.fixture()
-def bundle_copy(seeded_bundle, tmp_path):
-    dst = tmp_path / "bundle"
-    shutil.copytree(seeded_bundle, dst)
-    return dst
 
 
 def test_intact_bundle_loads_and_lists_its_artifacts(bundle_copy):

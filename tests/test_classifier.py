@@ -4,7 +4,6 @@ thresholds from the bundle's table for the running precision."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -39,15 +38,8 @@ def register(tmp_path):
     return root
 
 
-@pytest.fixture()
-def bundle(seeded_bundle, tmp_path):
-    dst = tmp_path / "bundle"
-    shutil.copytree(seeded_bundle, dst)
-    return dst
-
-
-def test_register_build_labels_duplicates_failures_and_incremental_sync(bundle, register, tmp_path):
-    emb = Embedder(bundle)
+def test_register_build_labels_duplicates_failures_and_incremental_sync(bundle_copy, register, tmp_path):
+    emb = Embedder(bundle_copy)
     gal = tmp_path / "g.gal"
     rep = sync_register(gal, emb, register)
     assert len(rep.added) == 3 and str(register / "broken.jpg") in rep.failed
@@ -65,15 +57,15 @@ def test_register_build_labels_duplicates_failures_and_incremental_sync(bundle, 
     assert len(Gallery.open(gal)) == 2
 
 
-def test_classifier_needs_a_threshold_when_the_bundle_has_no_table(bundle, register, tmp_path):
-    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
+def test_classifier_needs_a_threshold_when_the_bundle_has_no_table(bundle_copy, register, tmp_path):
+    sync_register(tmp_path / "g.gal", Embedder(bundle_copy), register)
     with pytest.raises(ThresholdError, match="explicit threshold"):
-        Classifier(bundle, tmp_path / "g.gal")
+        Classifier(bundle_copy, tmp_path / "g.gal")
 
 
-def test_classify_matches_known_and_rejects_unknown(bundle, register, tmp_path):
-    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
-    clf = Classifier(bundle, tmp_path / "g.gal", threshold=0.9, top_k=3)
+def test_classify_matches_known_and_rejects_unknown(bundle_copy, register, tmp_path):
+    sync_register(tmp_path / "g.gal", Embedder(bundle_copy), register)
+    clf = Classifier(bundle_copy, tmp_path / "g.gal", threshold=0.9, top_k=3)
     img = cv2.imread(str(register / "passport" / "front.png"))
     from docedge.export.check_images import make_image
 
@@ -86,18 +78,18 @@ def test_classify_matches_known_and_rejects_unknown(bundle, register, tmp_path):
     assert [c.label for c in d_known.top_k][:1] == ["passport_front"]
 
 
-def test_threshold_is_taken_from_the_table_of_the_running_precision(bundle, register, tmp_path):
+def test_threshold_is_taken_from_the_table_of_the_running_precision(bundle_copy, register, tmp_path):
     table = {"rows": [{"fpr": 0.01, "tpr": 0.9, "threshold": 0.8, "supported": True},
                       {"fpr": 1e-5, "tpr": None, "threshold": None, "supported": False}]}
-    attach_table(bundle, "fp32", table)
-    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
-    clf = Classifier(bundle, tmp_path / "g.gal")
+    attach_table(bundle_copy, "fp32", table)
+    sync_register(tmp_path / "g.gal", Embedder(bundle_copy), register)
+    clf = Classifier(bundle_copy, tmp_path / "g.gal")
     assert clf.operating_point.threshold == 0.8 and clf.operating_point.fpr == 0.01
     with pytest.raises(ThresholdError, match=r"cannot support FPR 1e-05"):
-        Classifier(bundle, tmp_path / "g.gal", fpr=1e-5)
+        Classifier(bundle_copy, tmp_path / "g.gal", fpr=1e-5)
     with pytest.raises(ThresholdError, match=r"no table row for FPR 0\.1"):
-        Classifier(bundle, tmp_path / "g.gal", fpr=0.1)
-    assert "fp32" in read_manifest(bundle)["thresholds"]
+        Classifier(bundle_copy, tmp_path / "g.gal", fpr=0.1)
+    assert "fp32" in read_manifest(bundle_copy)["thresholds"]
 
 
 def test_match_is_strictly_greater_than_threshold():
@@ -117,18 +109,18 @@ def test_match_is_strictly_greater_than_threshold():
     assert d.score == pytest.approx(0.75) and d.label is None
 
 
-def test_gallery_made_with_another_precision_or_model_is_refused(bundle, register, tmp_path, seeded_bundle):
-    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
-    m = read_manifest(bundle)
+def test_gallery_made_with_another_precision_or_model_is_refused(bundle_copy, register, tmp_path):
+    sync_register(tmp_path / "g.gal", Embedder(bundle_copy), register)
+    m = read_manifest(bundle_copy)
     m["model"]["source"]["sha256"] = "0" * 64
-    (bundle / "manifest.json").write_text(json.dumps(m))
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FingerprintMismatchError, match="model_sha256"):
-        Classifier(bundle, tmp_path / "g.gal", threshold=0.5)
+        Classifier(bundle_copy, tmp_path / "g.gal", threshold=0.5)
 
 
-def test_rebuild_re_embeds_from_recorded_sources(bundle, register, tmp_path):
-    sync_register(tmp_path / "g.gal", Embedder(bundle), register)
-    rep = rebuild(tmp_path / "g.gal", Embedder(bundle), tmp_path / "new.gal")
+def test_rebuild_re_embeds_from_recorded_sources(bundle_copy, register, tmp_path):
+    sync_register(tmp_path / "g.gal", Embedder(bundle_copy), register)
+    rep = rebuild(tmp_path / "g.gal", Embedder(bundle_copy), tmp_path / "new.gal")
     assert len(rep.added) == 3
     assert len(Gallery.open(tmp_path / "new.gal")) == 3
 
@@ -142,14 +134,14 @@ def test_published_20240326_table_ships_and_is_recognized():
     assert operating_point(t).threshold == 0.626
 
 
-def test_gallery_and_classify_cli(bundle, register, tmp_path, capsys):
+def test_gallery_and_classify_cli(bundle_copy, register, tmp_path, capsys):
     gal = str(tmp_path / "g.gal")
-    assert main(["gallery", "build", str(bundle), gal, str(register), "--json"]) == 1  # broken.jpg
+    assert main(["gallery", "build", str(bundle_copy), gal, str(register), "--json"]) == 1  # broken.jpg
     out = json.loads(capsys.readouterr().out)
     assert out["added"] == 3 and out["duplicates"] == {"id_front": 2}
     assert main(["gallery", "info", gal, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 3
-    assert main(["classify", str(bundle), gal, str(register / "passport" / "front.png"),
+    assert main(["classify", str(bundle_copy), gal, str(register / "passport" / "front.png"),
                  "--threshold", "0.9", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)["results"][0]
     assert res["label"] == "passport_front"

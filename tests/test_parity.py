@@ -4,7 +4,6 @@ tables written into the manifest, and golden files that NVIDIA Polygraphy itself
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,18 +36,11 @@ def labelled(tmp_path_factory):
     return root
 
 
-@pytest.fixture()
-def bundle(seeded_bundle, tmp_path):
-    dst = tmp_path / "bundle"
-    shutil.copytree(seeded_bundle, dst)
-    return dst
-
-
-def test_thresholds_are_written_per_precision_with_provenance(bundle, labelled, capsys):
-    assert main(["calibrate", "thresholds", str(bundle), "--images", str(labelled)]) == 0
+def test_thresholds_are_written_per_precision_with_provenance(bundle_copy, labelled, capsys):
+    assert main(["calibrate", "thresholds", str(bundle_copy), "--images", str(labelled)]) == 0
     out = capsys.readouterr().out
     assert "FPR" in out and "Threshold" in out and "AUROC" in out
-    t = read_manifest(bundle)["thresholds"]["fp32"]
+    t = read_manifest(bundle_copy)["thresholds"]["fp32"]
     s = t["source"]
     assert s["classes"] == 6 and s["images"] == 18 and s["genuine_pairs"] == 18
     assert s["impostor_pairs"] == 135 and len(s["data_sha256"]) == 64
@@ -57,8 +49,8 @@ def test_thresholds_are_written_per_precision_with_provenance(bundle, labelled, 
     assert rows[1e-1]["supported"] and rows[1e-1]["false_accepts"] <= 13
 
 
-def test_parity_passes_and_writes_reports(bundle, labelled, tmp_path, capsys):
-    code = main(["parity", str(bundle), "--images", str(labelled), "--report", str(tmp_path / "r"),
+def test_parity_passes_and_writes_reports(bundle_copy, labelled, tmp_path, capsys):
+    code = main(["parity", str(bundle_copy), "--images", str(labelled), "--report", str(tmp_path / "r"),
                  "--no-tensorrt", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert code == 0 and res["passed"] and res["schema"] == "docedge.parity"
@@ -69,18 +61,18 @@ def test_parity_passes_and_writes_reports(bundle, labelled, tmp_path, capsys):
         assert (tmp_path / "r" / f).stat().st_size > 0, f
 
 
-def test_a_corrupted_artifact_fails_naming_the_checks(bundle, labelled, capsys):
-    path = bundle / "model_fp32.onnx"
+def test_a_corrupted_artifact_fails_naming_the_checks(bundle_copy, labelled, capsys):
+    path = bundle_copy / "model_fp32.onnx"
     m = onnx.load(str(path))
     biggest = max(m.graph.initializer, key=lambda t: np.prod(t.dims))
     w = numpy_helper.to_array(biggest).copy()
     w *= 1 + np.random.default_rng(0).normal(0, 0.2, w.shape).astype(w.dtype)
     biggest.CopyFrom(numpy_helper.from_array(w, biggest.name))
     onnx.save(m, str(path))
-    manifest = read_manifest(bundle)
-    upsert_artifact(manifest, artifact_record(bundle, "model_fp32.onnx", "onnx", "fp32"))
-    write_manifest(bundle, manifest)  # checksums updated: the bundle verifies, but decides wrongly
-    code = main(["parity", str(bundle), "--images", str(labelled), "--no-tensorrt", "--json"])
+    manifest = read_manifest(bundle_copy)
+    upsert_artifact(manifest, artifact_record(bundle_copy, "model_fp32.onnx", "onnx", "fp32"))
+    write_manifest(bundle_copy, manifest)  # checksums updated: the bundle_copy verifies, but decides wrongly
+    code = main(["parity", str(bundle_copy), "--images", str(labelled), "--no-tensorrt", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert code == 1 and not res["passed"]
     assert any("cos_min" in f for f in res["failures"])
@@ -96,20 +88,20 @@ def test_tolerances_from_config_and_flags(tmp_path):
         load_tolerances(overrides={"fp8": {"cos_min": 1.0}})
 
 
-def test_strict_flag_override_turns_a_pass_into_a_fail(bundle, labelled, capsys):
-    code = main(["parity", str(bundle), "--images", str(labelled), "--no-tensorrt", "--json",
+def test_strict_flag_override_turns_a_pass_into_a_fail(bundle_copy, labelled, capsys):
+    code = main(["parity", str(bundle_copy), "--images", str(labelled), "--no-tensorrt", "--json",
                  "--tol", "fp32.cos_min=1.01"])
     assert code == 1
     assert "cos_min" in json.loads(capsys.readouterr().out)["failures"][0]
 
 
-def test_golden_files_are_accepted_by_polygraphy(bundle, labelled, tmp_path):
-    result = run_parity(bundle, labelled, tensorrt=False, progress=False)
+def test_golden_files_are_accepted_by_polygraphy(bundle_copy, labelled, tmp_path):
+    result = run_parity(bundle_copy, labelled, tensorrt=False, progress=False)
     from docedge.calibration.golden import write_golden
 
     files = write_golden(tmp_path / "golden", result.raw["inputs"], result.raw["reference"])
     exe = Path(sys.executable).with_name("polygraphy")
-    cmd = [str(exe), "run", str(bundle / "model_fp32.onnx"), "--onnxrt",
+    cmd = [str(exe), "run", str(bundle_copy / "model_fp32.onnx"), "--onnxrt",
            "--load-inputs", files["inputs"], "--load-outputs", files["outputs"],
            "--atol", "1e-5", "--rtol", "1e-4"]
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
