@@ -86,9 +86,10 @@ def run_export(args: argparse.Namespace) -> int:
     from docedge.export.reference import load_reference
 
     precisions = parse_precisions(args.precision)
-    if "int8" in precisions and args.calib_images is None:
-        raise SystemExit("error: --precision int8 needs --calib-images DIR")
     ref = load_reference(args.checkpoint, args.seed if args.random_init else None)
+    if "int8" in precisions and args.calib_images is None and ref.source["kind"] != "demo-weights":
+        raise SystemExit("error: --precision int8 needs --calib-images DIR (images like the ones "
+                         "the device will see)")
     bundle = export_bundle(
         args.out, reference=ref, opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite
     )
@@ -97,10 +98,20 @@ def run_export(args: argparse.Namespace) -> int:
 
         add_fp16_artifact(args.out, ref)
     if "int8" in precisions:
+        import tempfile
+
         from docedge.calibration.int8 import calibrate_int8
 
         options = {"method": args.calib_method} if args.calib_method else {}
-        calibrate_int8(args.out, args.calib_images, reference=ref, **options)
+        with tempfile.TemporaryDirectory(prefix="docedge-calib-") as tmp:
+            calib = args.calib_images
+            if calib is None:  # the demo model: calibrate on synthetic document captures
+                from docedge.calibration.synth.dataset import write_documents
+
+                calib = Path(tmp) / "synthetic_calibration"
+                write_documents(calib, types=100, per_type=3, first_type_id=5000,
+                                capture_strength=0.7, progress=not args.json)  # fmt: skip
+            calibrate_int8(args.out, calib, reference=ref, progress=not args.json, **options)
     from docedge.runtime.bundle import load_bundle
 
     bundle = load_bundle(args.out)
