@@ -22,16 +22,14 @@ from onnx import numpy_helper
 from docedge.export.bundle_writer import (
     FP32_FILE,
     GateError,
+    compare_with_reference,
     onnx_metadata,
-    ort_embed,
     producer_versions,
-    torch_embed,
     utc_now,
 )
 from docedge.export.check_images import check_batch, document_check_batch
 from docedge.export.onnx_export import save_onnx, set_metadata
 from docedge.export.reference import ReferenceModel
-from docedge.export.verify import agreement
 from docedge.runtime.bundle import (
     artifact_record,
     read_manifest,
@@ -146,9 +144,9 @@ def calibrate_int8(
     manifest = read_manifest(root)
     fp32_path = root / FP32_FILE
     images = ImageSet.scan(images_dir, max_images)
-    ranges = compute_ranges(onnx.load(str(fp32_path)), lambda: images.batches(batch_size), method,
-                            percentile, progress=progress)  # fmt: skip
     fp32_model = onnx.load(str(fp32_path))
+    ranges = compute_ranges(fp32_model, lambda: images.batches(batch_size), method,
+                            percentile, progress=progress)  # fmt: skip
     excluded = list(exclude_nodes) + (depthwise_convs(fp32_model) if keep_depthwise_float else [])
     q = quantize_qdq(fp32_path, root / INT8_FILE, ranges.amax, exclude_ops, per_channel,
                      quantize_ops, excluded)
@@ -158,11 +156,7 @@ def calibrate_int8(
     write_cache(root / CACHE_FILE, scales, trt_version)
 
     x = document_check_batch(GATE_IMAGES)
-    if reference is not None:
-        ref, against = torch_embed(reference.net, x), "pytorch-reference"
-    else:
-        ref, against = ort_embed(fp32_path, x), "fp32-onnx (no PyTorch reference)"
-    agree = agreement(ref, ort_embed(root / INT8_FILE, x))
+    agree, against = compare_with_reference(root, INT8_FILE, x, reference)
     passed = agree.cos_mean >= mean_cosine and agree.cos_min >= min_cosine
     calib = {"method": method, "percentile": percentile if method == "percentile" else None,
              "images": ranges.images, "data_sha256": images.sha256,

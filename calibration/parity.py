@@ -105,24 +105,12 @@ def _scan(images_dir: Path) -> Tuple[List[Path], Optional[List[str]]]:
 
 
 def _reference(bundle: Bundle, checkpoint: Optional[Path], seed: Optional[int]) -> Tuple[Any, str]:
-    from docedge.export.reference import load_reference
+    from docedge.export.reference import reference_for_bundle
 
-    src = bundle.model.get("source", {})
-    kind = src.get("kind")
-    if checkpoint is not None or seed is not None:
-        ref = load_reference(checkpoint, seed)
-        if ref.source.get("sha256") != src.get("sha256"):
-            raise DocedgeError(f"the given reference ({ref.source.get('sha256', '')[:16]}...) is "
-                               f"not the bundle's source ({str(src.get('sha256'))[:16]}...)")  # fmt: skip
-        return ref.net, f"pytorch ({ref.source['kind']})"
-    if kind == "demo-weights":
-        return load_reference().net, "pytorch (demo weights)"
-    if kind == "random-init":
-        return load_reference(random_init_seed=int(src["seed"])).net, "pytorch (random-init)"
-    if kind == "checkpoint":
-        raise DocedgeError("this bundle was exported from a checkpoint: pass --checkpoint PATH "
-                           f"(sha256 {str(src.get('sha256'))[:16]}...)")  # fmt: skip
-    return None, "fp32 onnx artifact (imported bundle: no PyTorch reference)"
+    ref = reference_for_bundle(bundle.model, checkpoint, seed)
+    if ref is None:
+        return None, "fp32 onnx artifact (imported bundle: no PyTorch reference)"
+    return ref.net, f"pytorch ({ref.source['kind']})"
 
 
 def _batched(fn: Any, x: np.ndarray, bs: int = 32) -> np.ndarray:

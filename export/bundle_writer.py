@@ -12,7 +12,7 @@ import logging
 import platform
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -40,7 +40,7 @@ from .interface import check_interface
 from .model import ARCHITECTURE, EMBED_DIM, INPUT_SIZE
 from .onnx_export import DEFAULT_OPSET, export_onnx, get_metadata, save_onnx, set_metadata
 from .reference import ReferenceModel, load_reference, model_cfg_from_name
-from .verify import agreement, mean_pairwise_cosine
+from .verify import Agreement, agreement, mean_pairwise_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,17 @@ def torch_embed(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         out: np.ndarray = net.eval()(torch.from_numpy(np.ascontiguousarray(x))).numpy()
     return out
+
+
+def compare_with_reference(bundle_dir: Path, onnx_file: str, x: np.ndarray,
+                           reference: Optional[ReferenceModel]) -> Tuple[Agreement, str]:  # fmt: skip
+    """Agreement of an artifact with the PyTorch reference on ``x`` (pre-processed batch),
+    or with the bundle's fp32 ONNX when there is no reference; and what it was compared to."""
+    if reference is not None:
+        ref, against = torch_embed(reference.net, x), "pytorch-reference"
+    else:
+        ref, against = ort_embed(bundle_dir / FP32_FILE, x), "fp32-onnx (no PyTorch reference)"
+    return agreement(ref, ort_embed(bundle_dir / onnx_file, x)), against
 
 
 def _thresholds_for(ref: ReferenceModel, model_info: Dict[str, Any]) -> Dict[str, Any]:

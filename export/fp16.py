@@ -20,16 +20,14 @@ from .bundle_writer import (
     CHECK_IMAGES,
     FP32_FILE,
     GateError,
+    compare_with_reference,
     onnx_metadata,
-    ort_embed,
     producer_versions,
-    torch_embed,
     utc_now,
 )
 from .check_images import check_batch
 from .onnx_export import save_onnx, set_metadata
 from .reference import ReferenceModel
-from .verify import agreement
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +68,7 @@ def add_fp16_artifact(
     set_metadata(model, onnx_metadata(manifest, "fp16"))
     save_onnx(model, root / FP16_FILE)
     x = check_batch(CHECK_IMAGES)
-    if reference is not None:
-        ref, against = torch_embed(reference.net, x), "pytorch-reference"
-    else:
-        ref, against = ort_embed(root / FP32_FILE, x), "fp32-onnx (no PyTorch reference)"
-    agree = agreement(ref, ort_embed(root / FP16_FILE, x))
+    agree, against = compare_with_reference(root, FP16_FILE, x, reference)
     passed = agree.cos_min >= min_cosine and agree.cos_mean >= mean_cosine
     kept = [n.name or n.op_type for n in model.graph.node if n.op_type in set(keep_fp32_ops)]
     record = artifact_record(

@@ -123,3 +123,37 @@ def _state_sha(net: torch.nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def reference_for_bundle(
+    model_info: Dict[str, Any],
+    checkpoint: Optional[Union[str, Path]] = None,
+    random_init_seed: Optional[int] = None,
+    strict: bool = True,
+) -> Optional[ReferenceModel]:
+    """The PyTorch reference a bundle was exported from (its manifest ``model`` section).
+
+    Demo weights and seeded random inits are rebuilt from the manifest; a checkpoint must be
+    given (its hash must match). Returns None for bundles imported from ONNX (no PyTorch
+    model exists) and, unless ``strict``, for checkpoint bundles when no checkpoint is given.
+    """
+    src = model_info.get("source", {})
+    kind = src.get("kind")
+    if checkpoint is not None or random_init_seed is not None:
+        ref = load_reference(checkpoint, random_init_seed)
+        if ref.source.get("sha256") != src.get("sha256"):
+            raise CheckpointError(
+                f"the given reference ({str(ref.source.get('sha256'))[:16]}...) is not the "
+                f"bundle's source ({str(src.get('sha256'))[:16]}...)"
+            )
+        return ref
+    if kind == "demo-weights":
+        return load_reference()
+    if kind == "random-init":
+        return load_reference(random_init_seed=int(src["seed"]))
+    if kind == "checkpoint" and strict:
+        raise CheckpointError(
+            f"this bundle was exported from a checkpoint ({src.get('file')}, sha256 "
+            f"{str(src.get('sha256'))[:16]}...): pass --checkpoint PATH"
+        )
+    return None

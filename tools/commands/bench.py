@@ -39,27 +39,11 @@ def _ints(text: str) -> List[int]:
     return [int(t) for t in text.split(",") if t.strip()]
 
 
-def _reference_net(bundle: Any) -> Optional[Any]:
-    """The PyTorch reference for the bundle's source, or None (no torch / not reproducible)."""
-    try:
-        from docedge.export.reference import load_reference
-    except ImportError:
-        return None
-    src = bundle.model.get("source", {})
-    kind = src.get("kind")
-    if kind == "demo-weights":
-        return load_reference().net
-    if kind == "random-init":
-        return load_reference(random_init_seed=int(src["seed"])).net
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from docedge.runtime.benchmark import time_call
     from docedge.runtime.bundle import load_bundle
-    from docedge.runtime.embedder import Embedder
     from docedge.runtime.preprocess import preprocess_bgr
 
     bundle = load_bundle(args.bundle)
@@ -70,44 +54,20 @@ def run(args: argparse.Namespace) -> int:
     report: Dict[str, Any] = {"bundle": str(bundle.path), "cases": [], "preprocess": {}}
     report["preprocess"] = time_call(lambda: preprocess_bgr(img), 1, iters=args.iters)
     report["preprocess"]["input"] = "640x480 BGR uint8"
-    xs = {b: rng.random((b, 3, 128, 128), dtype=np.float32) for b in batch_sizes}
-
-    torch_net = None if args.no_torch else _reference_net(bundle)
-    if torch_net is not None:
-        import torch
-
-        torch.set_num_threads(args.threads or torch.get_num_threads())
-        for b in batch_sizes:
-            t = torch.from_numpy(xs[b])
-
-            def fwd(t: Any = t) -> Any:
-                with torch.inference_mode():
-                    return torch_net(t)
-
-            stats = time_call(fwd, b, iters=args.iters)
-            report["cases"].append({"engine": "pytorch-eager", "precision": "fp32", **stats})
+    torch_net = None
+    if not args.no_torch:
+        try:
+            from docedge.export.reference import reference_for_bundle
+        except ImportError:  # a device install without the [export] extra
+            logger.info("torch not installed: PyTorch reference skipped")
+        else:
+            ref = reference_for_bundle(bundle.model, strict=False)
+            torch_net = ref.net if ref is not None else None
     options: Dict[str, Any] = {}
     if args.backend == "onnxruntime":
         options = {"providers": args.providers.split(","), "intra_op_threads": args.threads}
-    for prec in precisions:
-        emb = Embedder(
-            bundle, precision=prec, backend=args.backend, batch_size=max(batch_sizes), **options
-        )
-        for b in batch_sizes:
-
-            def infer(b: int = b, emb: Embedder = emb) -> Any:
-                return emb.backend.run(xs[b])
-
-            stats = time_call(infer, b, iters=args.iters)
-            report["cases"].append({"engine": f"{args.backend}", "precision": prec, **stats})
-        emb.close()
-    torch_ips = {
-        c["batch"]: c["images_per_s"] for c in report["cases"] if c["engine"] == "pytorch-eager"
-    }
-    for c in report["cases"]:
-        ref = torch_ips.get(c["batch"])
-        c["speedup_vs_pytorch"] = c["images_per_s"] / ref if ref else None
-
+    report["cases"] = measure(bundle, precisions, batch_sizes, torch_net, args.backend, options,
+                              iters=args.iters, threads=args.threads)  # fmt: skip
     sizes = _ints(args.gallery_sizes) if args.gallery_sizes else []
     report["gallery_search"] = _gallery_bench(sizes) if sizes else []
     if args.json:
@@ -115,6 +75,50 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_report(report)
     return 0
+
+
+def measure(bundle: Any, precisions: List[str], batch_sizes: List[int], torch_net: Any = None,
+            backend: str = "onnxruntime", options: Optional[Dict[str, Any]] = None, iters: int = 20,
+            threads: int = 0, min_seconds: float = 0.5) -> List[Dict[str, Any]]:  # fmt: skip
+    """Throughput and latency per (engine, precision, batch) on the same random inputs, with
+    ``speedup_vs_pytorch`` when ``torch_net`` (the reference) is given. Warm-up excluded."""
+    import numpy as np
+
+    from docedge.runtime.benchmark import time_call
+    from docedge.runtime.embedder import Embedder
+
+    rng = np.random.default_rng(0)
+    xs = {b: rng.random((b, 3, 128, 128), dtype=np.float32) for b in batch_sizes}
+    cases: List[Dict[str, Any]] = []
+    if torch_net is not None:
+        import torch
+
+        torch.set_num_threads(threads or torch.get_num_threads())
+        for b in batch_sizes:
+            t = torch.from_numpy(xs[b])
+
+            def fwd(t: Any = t) -> Any:
+                with torch.inference_mode():
+                    return torch_net(t)
+
+            stats = time_call(fwd, b, iters=iters, min_seconds=min_seconds)
+            cases.append({"engine": "pytorch-eager", "precision": "fp32", **stats})
+    for prec in precisions:
+        emb = Embedder(bundle, precision=prec, backend=backend, batch_size=max(batch_sizes),
+                       **(options or {}))  # fmt: skip
+        for b in batch_sizes:
+
+            def infer(b: int = b, emb: Embedder = emb) -> Any:
+                return emb.backend.run(xs[b])
+
+            stats = time_call(infer, b, iters=iters, min_seconds=min_seconds)
+            cases.append({"engine": backend, "precision": prec, **stats})
+        emb.close()
+    torch_ips = {c["batch"]: c["images_per_s"] for c in cases if c["engine"] == "pytorch-eager"}
+    for c in cases:
+        ref = torch_ips.get(c["batch"])
+        c["speedup_vs_pytorch"] = c["images_per_s"] / ref if ref else None
+    return cases
 
 
 def _gallery_bench(sizes: List[int]) -> List[Dict[str, Any]]:

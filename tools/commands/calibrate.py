@@ -39,11 +39,10 @@ def register(sub: Any) -> None:
 
 def run_int8(args: argparse.Namespace) -> int:
     from docedge.calibration.int8 import calibrate_int8
+    from docedge.export.reference import reference_for_bundle
     from docedge.runtime.bundle import load_bundle
 
-    from .parity import bundle_reference
-
-    ref = bundle_reference(load_bundle(args.bundle), args.checkpoint)
+    ref = reference_for_bundle(load_bundle(args.bundle).model, args.checkpoint)
     res = calibrate_int8(args.bundle, args.images, method=args.method, percentile=args.percentile,
                          reference=ref, max_images=args.max_images, trt_version=args.trt_version,
                          enforce_gate=not args.no_gate, progress=not args.json)  # fmt: skip

@@ -148,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {a['name']:<22} cos min {e['cos_min']:.5f} mean {e['cos_mean']:.5f}  decisions "
                   f"agree {a['decision_agreement']:.1%}  "
                   f"{'PASS' if all(c['passed'] for c in a['checks']) else 'FAIL'}")
-    report["bench"] = _bench(bundle, ref)
+    from .bench import measure
+
+    report["bench"] = measure(bundle, bundle.precisions, [1, 32], ref.net, iters=5, min_seconds=0.3)
     if not args.json:
         for b in report["bench"]:
             ratio = f"{b['speedup_vs_pytorch']:.1f}x PyTorch" if b.get("speedup_vs_pytorch") else ""
@@ -163,36 +165,3 @@ def run(args: argparse.Namespace) -> int:
               f"{'PASS' if parity.passed else 'FAIL'}")
     ok = parity.passed and all(c["top1_registered"] > 0.8 for c in report["classification"].values())
     return 0 if ok else 1
-
-
-def _bench(bundle: Any, ref: Any) -> List[Dict[str, Any]]:
-    import numpy as np
-    import torch
-
-    from docedge.runtime.benchmark import time_call
-    from docedge.runtime.embedder import Embedder
-
-    rng = np.random.default_rng(0)
-    rows: List[Dict[str, Any]] = []
-    torch_ips: Dict[int, float] = {}
-    for b in (1, 32):
-        x = rng.random((b, 3, 128, 128), dtype=np.float32)
-        t = torch.from_numpy(x)
-
-        def fwd(t: Any = t) -> Any:
-            with torch.inference_mode():
-                return ref.net(t)
-
-        s = time_call(fwd, b, warmup=2, iters=5, min_seconds=0.3)
-        torch_ips[b] = s["images_per_s"]
-        rows.append({"engine": "pytorch-eager", "precision": "fp32", **s})
-        for prec in bundle.precisions:
-            emb = Embedder(bundle, precision=prec)
-
-            def infer(emb: Any = emb, x: Any = x) -> Any:
-                return emb.backend.run(x)
-
-            s = time_call(infer, b, warmup=2, iters=5, min_seconds=0.3)
-            rows.append({"engine": "onnxruntime", "precision": prec, **s,
-                         "speedup_vs_pytorch": s["images_per_s"] / torch_ips[b]})  # fmt: skip
-    return rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from ..output import add_json_flag, print_json
 
@@ -29,20 +29,6 @@ def register(sub: Any) -> None:
     p.add_argument("--golden", type=Path, help="write Polygraphy inputs/outputs JSON here")
     add_json_flag(p)
     p.set_defaults(func=run)
-
-
-def bundle_reference(bundle: Any, checkpoint: Optional[Path]) -> Any:
-    """The PyTorch reference for a bundle (None for imported ONNX bundles)."""
-    from docedge.export.reference import load_reference
-
-    src = bundle.model.get("source", {})
-    if checkpoint is not None:
-        return load_reference(checkpoint)
-    if src.get("kind") == "demo-weights":
-        return load_reference()
-    if src.get("kind") == "random-init":
-        return load_reference(random_init_seed=int(src["seed"]))
-    return None
 
 
 def _overrides(items: Any) -> Dict[str, Dict[str, float]]:
