@@ -19,7 +19,7 @@ from .embedder import Embedder
 from .errors import ImageError
 from .gallery import Gallery
 from .preprocess import ImageInput
-from .search import best_per_label, scores
+from .search import as_float32, best_per_label, scores
 from .thresholds import DEFAULT_FPR, OperatingPoint, bundle_operating_point
 
 #: Largest float32 copy of a float16 gallery the classifier keeps in memory (256 MiB).
@@ -99,7 +99,7 @@ class Classifier:
         # run at memory bandwidth); larger ones are converted chunk by chunk per search.
         f32_bytes = len(g) * g.dim * 4
         cache = g.dtype != "float32" and f32_bytes <= FLOAT32_CACHE_BYTES
-        self._matrix = np.asarray(g.embeddings, np.float32) if cache else g.embeddings
+        self._matrix = as_float32(g.embeddings) if cache else g.embeddings
         self._labels = g.labels
         self._label_ids = g.label_ids()
         parents = {e.label: e.parent for e in g.entries}

