@@ -11,7 +11,7 @@ Polygraphy itself::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Any, Dict, Union
 
 import numpy as np
 
@@ -19,6 +19,19 @@ from docedge.runtime.errors import BackendUnavailableError
 
 #: Suggested Polygraphy tolerances per precision (element-wise on unit vectors).
 POLYGRAPHY_TOLERANCES = {"fp32": (1e-5, 1e-4), "fp16": (2e-3, 5e-2), "int8": (5e-2, 5e-1)}
+
+
+def polygraphy_commands(bundle: Any, files: Dict[str, str]) -> Dict[str, str]:
+    """The ``polygraphy run`` command that checks each ONNX artifact against the golden files."""
+    cmds = {}
+    for art in bundle.artifacts:
+        if art.format != "onnx":
+            continue
+        atol, rtol = POLYGRAPHY_TOLERANCES.get(art.precision, (1e-3, 1e-2))
+        cmds[art.precision] = (f"polygraphy run {bundle.path / art.file} --onnxrt "
+                               f"--load-inputs {files['inputs']} --load-outputs {files['outputs']} "
+                               f"--atol {atol:g} --rtol {rtol:g}")  # fmt: skip
+    return cmds
 
 
 def write_golden(out_dir: Union[str, Path], inputs: np.ndarray, outputs: np.ndarray,

@@ -54,20 +54,26 @@ def run(args: argparse.Namespace) -> int:
         tolerances=tol, fpr=args.fpr, progress=not args.json,
     )  # fmt: skip
     files: Dict[str, str] = {}
+    commands: Dict[str, str] = {}
     if args.report:
         from docedge.calibration.reports import write_report
 
         files = write_report(result, args.report)
     if args.golden:
-        from docedge.calibration.golden import write_golden
+        from docedge.calibration.golden import polygraphy_commands, write_golden
+        from docedge.runtime.bundle import load_bundle
 
-        files.update(write_golden(args.golden, result.raw["inputs"], result.raw["reference"]))
+        golden = write_golden(args.golden, result.raw["inputs"], result.raw["reference"])
+        files.update(golden)
+        commands = polygraphy_commands(load_bundle(args.bundle), golden)
     if args.json:
-        print_json({**result.to_json(), "files": files})
+        print_json({**result.to_json(), "files": files, "polygraphy": commands})
     else:
         from docedge.calibration.reports import markdown
 
         print(markdown(result))
         for kind, path in files.items():
             print(f"{kind}: {path}")
+        for prec, cmd in commands.items():
+            print(f"check {prec} with NVIDIA Polygraphy:\n  {cmd}")
     return 0 if result.passed else 1
