@@ -181,7 +181,7 @@ def calibrate_int8(
     cache_rec = artifact_record(
         root, CACHE_FILE, CACHE_FORMAT, "int8", trt_version_line=f"TRT-{trt_version}",
         model_sha256=fp32_sha, data_sha256=images.sha256, method=method,
-        tensors=len(scales), created=utc_now(),
+        tensors=len(scales), created=utc_now(), producers=producer_versions(),
     )  # fmt: skip
     if enforce_gate and not passed:
         for f in (INT8_FILE, CACHE_FILE):
