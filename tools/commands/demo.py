@@ -153,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     report["bench"] = measure(bundle, bundle.precisions, [1, 32], ref.net, iters=5, min_seconds=0.3)
     if not args.json:
         for b in report["bench"]:
-            ratio = f"{b['speedup_vs_pytorch']:.1f}x PyTorch" if b.get("speedup_vs_pytorch") else ""
+            ratio = ""
+            if b["engine"] != "pytorch-eager" and b.get("speedup_vs_pytorch"):
+                ratio = f"{b['speedup_vs_pytorch']:.1f}x PyTorch"
             print(f"  {b['engine']:<14} {b['precision']:<5} batch {int(b['batch']):>2}: "
                   f"{b['images_per_s']:7.0f} images/s  p50 {b['p50_ms']:.2f} ms  {ratio}")
     report["seconds"] = round(time.perf_counter() - t_start, 1)
