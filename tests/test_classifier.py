@@ -147,3 +147,9 @@ def test_gallery_and_classify_cli(bundle_copy, register, tmp_path, capsys):
     assert res["label"] == "passport_front"
     assert main(["gallery", "remove", gal, "--label", "id_front", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["removed"] == 2
+    assert main(["gallery", "list", gal, "--json"]) == 0
+    assert [e["label"] for e in json.loads(capsys.readouterr().out)["entries"]] == ["passport_front"]
+    assert main(["gallery", "compact", gal, "--dtype", "float32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dtype"] == "float32"
+    assert main(["gallery", "rebuild", str(bundle_copy), gal, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == 1

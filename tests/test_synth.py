@@ -96,3 +96,17 @@ def test_register_label_rule(tmp_path):
     (tmp_path / "a" / "y.jpeg").write_bytes(b"")
     (tmp_path / "a" / "notes.txt").write_text("")
     assert [lbl for lbl, _ in scan_register(tmp_path)] == ["a_y", "x"]
+
+
+def test_synth_cli_documents_and_captures(tmp_path, capsys):
+    import json
+
+    from docedge.tools.cli import main
+
+    assert main(["synth", "documents", "--types", "2", "--per-type", "1", "--out",
+                 str(tmp_path / "reg"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == 2
+    assert main(["synth", "captures", str(tmp_path / "reg"), "--per-image", "2", "--glare", "0",
+                 "--out", str(tmp_path / "caps"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["files"] == 4 and rep["labels"] == 2
