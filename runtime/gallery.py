@@ -200,10 +200,13 @@ class Gallery:
         sha256s: Optional[Sequence[Optional[str]]] = None,
         metas: Optional[Sequence[Optional[Dict[str, Any]]]] = None,
         parents: Optional[Sequence[Optional[str]]] = None,
+        replace_ids: Sequence[int] = (),
     ) -> List[int]:
         """Append exemplars (unit vectors ``(n, dim)``); returns their entry ids.
 
         A label already present is kept as another exemplar of that label (logged).
+        ``replace_ids``: entries removed in the same atomic commit (an update is then one
+        change: a crash leaves the old gallery or the updated one).
         """
         emb = np.asarray(embeddings, np.float32)
         n = len(labels)
@@ -219,6 +222,9 @@ class Gallery:
                 logger.info("%s: %d label(s) already registered, kept as extra exemplars: %s",
                             self.path, len(dup), dup[:10])  # fmt: skip
             table = _clone_table(cur.table)
+            drop = {int(i) for i in replace_ids}
+            keep = [e.row for e in cur.entries if e.id not in drop]
+            table["entries"] = [cur.table["entries"][r] for r in keep]
             ids = []
             for i, label in enumerate(labels):
                 eid = int(table["next_id"])
@@ -231,7 +237,8 @@ class Gallery:
                     "added": _now(), "meta": dict(metas[i] or {}) if metas else {},
                 })  # fmt: skip
                 ids.append(eid)
-            data = np.concatenate([np.asarray(cur.embeddings, np.float32), emb]).astype(self.dtype)
+            old = np.asarray(cur.embeddings, np.float32)[keep]
+            data = np.concatenate([old, emb]).astype(self.dtype)
             _commit(self.path, table, data)
         self._reload()
         return ids

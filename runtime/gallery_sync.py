@@ -46,9 +46,8 @@ def open_or_create(path: Union[str, Path], embedder: Embedder, dtype: str = "flo
 
 
 def _embed_into(gallery: Gallery, embedder: Embedder, paths: Sequence[Path], labels: Sequence[str],
-                report: SyncReport, origin: str) -> None:  # fmt: skip
-    if not paths:
-        return
+                report: SyncReport, origin: str, replace_ids: Sequence[int] = ()) -> None:  # fmt: skip
+    """Embed ``paths`` and commit them (and the removal of ``replace_ids``) in one change."""
     result = embedder.embed_many([str(p) for p in paths])
     for i, err in result.errors.items():
         report.failed[str(paths[i])] = err.problem
@@ -58,9 +57,11 @@ def _embed_into(gallery: Gallery, embedder: Embedder, paths: Sequence[Path], lab
             result.embeddings[ok], [labels[i] for i in ok],
             sources=[str(Path(paths[i]).resolve()) for i in ok],
             sha256s=[sha256_file(paths[i]) for i in ok],
-            metas=[{"origin": origin} for _ in ok],
+            metas=[{"origin": origin} for _ in ok], replace_ids=replace_ids,
         )  # fmt: skip
         report.added.extend(str(paths[i]) for i in ok)
+    elif replace_ids:
+        gallery.remove(ids=replace_ids)
 
 
 def sync_register(gallery_path: Union[str, Path], embedder: Embedder,
@@ -96,10 +97,10 @@ def sync_register(gallery_path: Union[str, Path], embedder: Embedder,
         todo_paths.append(path)
         todo_labels.append(label)
     gone = [e for src, e in current.items() if src not in seen]
-    if stale_ids or gone:
-        gallery.remove(ids=stale_ids + [e.id for e in gone])
-        report.removed.extend(str(e.source) for e in gone)
-    _embed_into(gallery, embedder, todo_paths, todo_labels, report, origin)
+    report.removed.extend(str(e.source) for e in gone)
+    # One commit for the whole sync: removals of changed/gone files and the new embeddings.
+    _embed_into(gallery, embedder, todo_paths, todo_labels, report, origin,
+                replace_ids=stale_ids + [e.id for e in gone])  # fmt: skip
     counts = Counter(e.label for e in Gallery.open(gallery.path).entries)
     report.duplicates = {lbl: n for lbl, n in sorted(counts.items()) if n > 1}
     if report.duplicates:

@@ -153,3 +153,28 @@ def test_gallery_and_classify_cli(bundle_copy, register, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["dtype"] == "float32"
     assert main(["gallery", "rebuild", str(bundle_copy), gal, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["added"] == 1
+
+
+def test_a_sync_is_one_atomic_change(bundle_copy, register, tmp_path):
+    """Changed and deleted register files are applied in a single commit: a crash before the
+    rename leaves the previous gallery entirely (no half-applied sync)."""
+    import os
+    import subprocess
+    import sys
+
+    from docedge.export.check_images import make_image
+    from docedge.runtime.gallery import CRASH_ENV
+
+    gal = tmp_path / "g.gal"
+    sync_register(gal, Embedder(bundle_copy), register)
+    before = [(e.id, e.label, e.sha256) for e in Gallery.open(gal).entries]
+    cv2.imwrite(str(register / "passport" / "front.png"), make_image(55, 200, 300))
+    (register / "id_front.png").unlink()
+    code = ("import sys; from docedge.runtime import Embedder; "
+            "from docedge.runtime.gallery_sync import sync_register; "
+            "sync_register(sys.argv[1], Embedder(sys.argv[2]), sys.argv[3])")
+    env = dict(os.environ, **{CRASH_ENV: "before-rename"})
+    proc = subprocess.run([sys.executable, "-c", code, str(gal), str(bundle_copy), str(register)],
+                          env=env, capture_output=True)
+    assert proc.returncode == 86
+    assert [(e.id, e.label, e.sha256) for e in Gallery.open(gal, verify=True).entries] == before
