@@ -2,28 +2,53 @@
 document types, with an in-batch CosFace (additive cosine margin) loss. CPU-friendly.
 
 Each step draws ``--types`` fresh document types (ids >= 1000; ids below are reserved for
-zero-shot evaluation), renders two different instances of each, passes each through the
-capture simulator, and treats the ``types x types`` cosine matrix between the two views as a
-classification over the batch's types: logits = s * (cos - m * I), symmetric cross-entropy,
-learnable scale s (capped at 64), margin m ramped 0 -> 0.2 over the first 600 steps.
+zero-shot evaluation), renders two different instances of each (different filled-in text and
+photo), passes each through the capture simulator, and treats the ``types x types`` cosine
+matrix between the two views as a classification over the batch's types::
 
-Why in-batch and not CosFace over a fixed class pool (DocClassifier's PartialFC): at batch 64 on
-a CPU, a 4,000-class CosFace head had not started learning after 200 steps, while the in-batch
-form learns from the first hundred steps and sees a new set of types every step.
+    logits = s * (cos - m * I)          # CosFace margin on the positive (diagonal) logits
+    loss   = (CE(logits, arange) + CE(logits.T, arange)) / 2
 
-    python samples/train_demo_model.py --out /tmp/demo_run --steps 3000 --max-minutes 60
-    python samples/train_demo_model.py --out /tmp/demo_run --steps 3000   # resumes
+with a learnable scale ``s`` (init 16, capped at 64) and the margin ``m`` ramped 0 -> 0.2 over
+the first 600 steps. Why in-batch and not CosFace over a fixed class pool (DocClassifier's
+PartialFC): at batch 64 on a CPU, a 4,000-class CosFace head had not started learning after 200
+steps, while the in-batch form learns from the first hundred steps and sees new types every
+step (which is what zero-shot generalization needs). See docs/model-card.md.
 
-Writes ``last.pt`` (model, optimizer, scale, step; weights-only loadable) every 100 steps.
+Batch ``k`` is a pure function of ``(--seed, k)``, so a resumed run sees exactly the batches an
+uninterrupted run would. Checkpoints (model, optimizer, scale, step, elapsed seconds, the fixed
+step count) go to ``--work`` every ``--checkpoint-every`` steps, atomically.
+
+    python samples/train_demo_model.py --work /work/train_demo --minutes 60     # new run
+    python samples/train_demo_model.py --work /work/train_demo --resume         # continue
+
+With ``--steps N`` the cosine schedule runs over N steps (reproducible up to floating-point
+thread effects). With ``--steps 0`` (default) it runs over wall time instead: the LR follows
+``cos(pi * elapsed / budget)`` and training ends when ``--minutes`` have been spent, however
+busy the shared machine is (the step count is then measured and recorded, not chosen).
+``--max-minutes`` is a hard stop for fixed-step runs (saves, resumable). At the end,
+``final.safetensors`` (eval-mode state dict, keys exactly as ``DocEmbeddingNet.state_dict()``)
+and ``train_summary.json`` are written to the work directory;
+``samples/evaluate_demo_model.py`` evaluates and publishes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
+import platform
+import sys
 import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+# On a shared machine, OpenMP threads that spin while waiting for each other lose most of their
+# time slices: measured 3.6 s/step with the default policy vs 0.8 s/step with PASSIVE at a load
+# of 5 on 2 cores (0.5 s/step either way when idle). Must be set before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import cv2
 import numpy as np
@@ -31,93 +56,226 @@ import torch
 import torch.nn.functional as F
 
 from docedge.calibration.synth.captures import capture
-from docedge.calibration.synth.documents import FIRST_TRAIN_TYPE_ID, DocumentType, render
-from docedge.export.model import build_model
+from docedge.calibration.synth.documents import (
+    FIRST_TRAIN_TYPE_ID,
+    GENERATOR_VERSION,
+    DocumentType,
+    render,
+)
+from docedge.export.model import ARCHITECTURE, INPUT_SIZE, build_model
 
 log = logging.getLogger("train_demo")
 
+#: Training type ids are drawn from [FIRST_TRAIN_TYPE_ID, LAST_TRAIN_TYPE_ID).
+LAST_TRAIN_TYPE_ID = 2_000_000
+#: Capture strength of each training view: uniform in this range.
+STRENGTH_RANGE = (0.3, 1.0)
+RENDER_LONG_SIDE = 256
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """BGR uint8 -> float32 (3, 128, 128) in [0, 1]: the runtime's pre-processing."""
-    x = cv2.resize(img, (128, 128), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+def to_chw(img: np.ndarray) -> np.ndarray:
+    """BGR uint8 (H, W, 3) -> float32 (3, 128, 128) in [0, 1]: the runtime's pre-processing."""
+    x = cv2.resize(img, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(x.astype(np.float32).transpose(2, 0, 1) / 255.0)
 
 
-def make_batch(rng: np.random.Generator, types: int) -> torch.Tensor:
-    """(2 * types, 3, 128, 128): view A of every type, then view B in the same order."""
-    tids = rng.integers(FIRST_TRAIN_TYPE_ID, 2_000_000, types)
-    xa, xb = [], []
+def make_batch(seed: int, step: int, types: int) -> torch.Tensor:
+    """Batch ``step``: (2 * types, 3, 128, 128), view A of every type then view B, same order.
+
+    The two views of a type are different instances (text, photo, jitter), each through an
+    independent capture simulation, so the network learns type identity, not instance identity.
+    """
+    rng = np.random.default_rng([seed, step, 31])
+    tids = rng.choice(np.arange(FIRST_TRAIN_TYPE_ID, LAST_TRAIN_TYPE_ID), types, replace=False)
+    views: list = [[], []]
     for tid in tids:
         t = DocumentType.from_id(int(tid))
-        i1, i2 = rng.integers(0, 10**9, 2)
-        xa.append(to_tensor(capture(render(t, int(i1)), rng, float(rng.uniform(0.3, 1.0)))))
-        xb.append(to_tensor(capture(render(t, int(i2)), rng, float(rng.uniform(0.3, 1.0)))))
-    return torch.stack(xa + xb)
+        inst = rng.choice(10**9, 2, replace=False)
+        for v in range(2):
+            img = render(t, int(inst[v]), RENDER_LONG_SIDE)
+            views[v].append(to_chw(capture(img, rng, float(rng.uniform(*STRENGTH_RANGE)))))
+    return torch.from_numpy(np.stack(views[0] + views[1]))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="work directory (checkpoints, resumable)")
-    p.add_argument("--steps", type=int, default=3000)
+class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """Batches ``start, start + 1, ...`` (generated in a worker process, overlapping compute)."""
+
+    def __init__(self, seed: int, start: int, types: int) -> None:
+        self.seed, self.start, self.types = seed, start, types
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        step = self.start
+        while True:
+            yield make_batch(self.seed, step, self.types)
+            step += 1
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def in_batch_cosface(
+    feats: torch.Tensor, types: int, scale: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric in-batch CosFace loss; ``feats`` (2 * types, D) raw. Returns (loss, cos)."""
+    f = F.normalize(feats, dim=1)
+    cos = f[:types] @ f[types:].T
+    logits = scale * (cos - margin * torch.eye(types, dtype=cos.dtype))
+    target = torch.arange(types)
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    return loss, cos
+
+
+def lr_at(step: int, progress: float, base: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 as ``progress`` goes 0 -> 1."""
+    return base * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--work", type=Path, default=Path("/work/train_demo"), help="work directory")
+    p.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")
+    p.add_argument("--steps", type=int, default=0, help="total steps (0: schedule over --minutes)")
+    p.add_argument("--minutes", type=float, default=55.0, help="training wall time with --steps 0")
+    p.add_argument("--max-minutes", type=float, default=80.0, help="hard stop (saves; resumable)")
     p.add_argument("--types", type=int, default=32, help="document types per batch (2 views each)")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--margin", type=float, default=0.2)
-    p.add_argument("--max-minutes", type=float, default=120)
+    p.add_argument("--margin-ramp", type=int, default=600)
+    p.add_argument("--scale-init", type=float, default=16.0)
+    p.add_argument("--scale-max", type=float, default=64.0)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    os.makedirs(a.out, exist_ok=True)
+    p.add_argument("--workers", type=int, default=1, help="data worker processes (0: inline)")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--log-every", type=int, default=20)
+    return p.parse_args(argv)
+
+
+def recipe(a: argparse.Namespace) -> Dict[str, Any]:
+    """The hyper-parameters that define the run (stored in checkpoints and the summary)."""
+    keys = ("steps", "minutes", "types", "lr", "weight_decay", "warmup", "margin", "margin_ramp",
+            "scale_init", "scale_max", "seed")  # fmt: skip
+    return {k: getattr(a, k) for k in keys}
+
+
+def main(argv: Optional[list] = None) -> int:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    a.work.mkdir(parents=True, exist_ok=True)
+    ckpt = a.work / "last.pt"
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     net = build_model().train()
-    scale = torch.nn.Parameter(torch.tensor(math.log(16.0)))
-    opt = torch.optim.AdamW([{"params": net.parameters(), "weight_decay": 1e-4},
-                             {"params": [scale], "weight_decay": 0.0}], lr=a.lr)
-    ckpt = os.path.join(a.out, "last.pt")
-    start = 0
-    if os.path.exists(ckpt):
+    scale = torch.nn.Parameter(torch.tensor(math.log(a.scale_init)))
+    opt = torch.optim.AdamW([{"params": net.parameters(), "weight_decay": a.weight_decay},
+                             {"params": [scale], "weight_decay": 0.0}], lr=a.lr)  # fmt: skip
+    start, elapsed_before = 0, 0.0
+    if ckpt.exists() and not a.resume:
+        log.error("%s exists: pass --resume to continue it, or use another --work", ckpt)
+        return 2
+    if a.resume:
         state = torch.load(ckpt, weights_only=True)
+        if state["recipe"] != recipe(a):
+            log.error("recipe differs from the checkpoint's: %s vs %s", recipe(a), state["recipe"])
+            return 2
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         scale.data = state["scale"]
-        start = int(state["step"])
-        log.info("resumed at step %d", start)
-    rng = np.random.default_rng(1234 + start)
+        start, elapsed_before = int(state["step"]), float(state["seconds"])
+        log.info("resumed at step %d (%.0f s so far)", start, elapsed_before)
+    log.info("recipe %s; generator %s; torch %s, %d threads", recipe(a), GENERATOR_VERSION,
+             torch.__version__, torch.get_num_threads())  # fmt: skip
+
     t0 = time.time()
 
-    def save(step: int) -> None:
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "scale": scale.data,
-                    "step": step}, ckpt + ".tmp")
-        os.replace(ckpt + ".tmp", ckpt)
+    def seconds() -> float:
+        return elapsed_before + time.time() - t0
 
-    warmup = 100
-    for step in range(start, a.steps):
-        lr = a.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / a.steps))
+    def save(step: int) -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "scale": scale.data,
+                    "step": step, "seconds": seconds(), "recipe": recipe(a)},
+                   tmp)  # fmt: skip
+        os.replace(tmp, ckpt)
+
+    loader = torch.utils.data.DataLoader(
+        Batches(a.seed, start, a.types), batch_size=None, num_workers=a.workers,
+        worker_init_fn=_worker_init if a.workers else None,
+        prefetch_factor=4 if a.workers else None,
+    )  # fmt: skip
+    target = torch.arange(a.types)
+    budget = a.minutes * 60
+    step = start
+    total = str(a.steps) if a.steps else f"{a.minutes:g}min"
+
+    def progress() -> float:
+        return step / a.steps if a.steps else seconds() / budget
+
+    for x in loader:
+        if progress() >= 1.0:
+            break
+        lr = lr_at(step, progress(), a.lr, a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = make_batch(rng, a.types)
-        f = F.normalize(net.forward_features(x), dim=1)
-        cos = f[: a.types] @ f[a.types :].T
-        s = scale.exp().clamp(max=64)
-        m = a.margin * min(1.0, step / 600)
-        logits = s * (cos - m * torch.eye(a.types))
-        target = torch.arange(a.types)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        opt.zero_grad()
+        s = scale.exp().clamp(max=a.scale_max)
+        m = a.margin * min(1.0, step / a.margin_ramp)
+        loss, cos = in_batch_cosface(net.forward_features(x), a.types, s, m)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % 20 == 0:
+        step += 1
+        if step % a.log_every == 0 or step == 1:
             acc = (cos.argmax(1) == target).float().mean().item()
-            rate = (time.time() - t0) / (step - start + 1)
-            log.info("step %d/%d loss %.3f in-batch acc %.2f scale %.1f lr %.2e %.2fs/step",
-                     step, a.steps, loss.item(), acc, s.item(), lr, rate)
-        if (step + 1) % 100 == 0 or step == a.steps - 1:
-            save(step + 1)
-        if time.time() - t0 > a.max_minutes * 60:
-            save(step + 1)
-            log.info("time budget reached at step %d (resume to continue)", step + 1)
-            break
+            log.info(
+                "step %d/%s loss %.3f in-batch acc %.2f scale %.1f margin %.2f lr %.2e %.0f s",
+                step,
+                total,
+                loss.item(),
+                acc,
+                s.item(),
+                m,
+                lr,
+                seconds(),
+            )
+        if step % a.checkpoint_every == 0:
+            save(step)
+        if a.steps and seconds() > a.max_minutes * 60 and step < a.steps:
+            save(step)
+            log.warning("--max-minutes reached at step %d of %d: saved; resume to continue",
+                        step, a.steps)  # fmt: skip
+            return 3
+    save(step)
+    finish(
+        a.work, net, step, seconds(), recipe(a), float(scale.detach().exp().clamp(max=a.scale_max))
+    )
+    return 0
+
+
+def finish(work: Path, net: torch.nn.Module, steps: int, secs: float, rec: Dict[str, Any],
+           scale: float) -> None:  # fmt: skip
+    """Write eval-mode weights (safetensors) and the run summary to ``work``."""
+    from safetensors.torch import save_file
+
+    net.eval()
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(work / "final.safetensors"),
+              metadata={"architecture": ARCHITECTURE, "producer": "docedge"})  # fmt: skip
+    summary = {
+        "steps": steps, "seconds": round(secs, 1), "recipe": rec, "final_scale": scale,
+        "generator": GENERATOR_VERSION, "train_type_ids": [FIRST_TRAIN_TYPE_ID, LAST_TRAIN_TYPE_ID],
+        "capture_strength": list(STRENGTH_RANGE), "render_long_side": RENDER_LONG_SIDE,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }  # fmt: skip
+    (work / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("done: %d steps in %.0f s; wrote %s", steps, secs, work / "final.safetensors")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

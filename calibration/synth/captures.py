@@ -11,13 +11,16 @@ Conditions (each with its own strength multiplier, 0 disables it):
 - ``jpeg``: JPEG re-compression.
 
 ``simulate_capture(img, rng, strength)`` with every multiplier at 1 is exactly the distribution
-the demo model was trained on; ``strength`` in [0, 1] scales the overall severity.
+the demo model was trained on; ``strength`` in [0, 1] scales the overall severity (0 returns the
+image unchanged). The result says which conditions were applied: the stochastic ones (shadow,
+glare, blur, low resolution, noise, JPEG) fire with a probability, so an enabled condition is not
+applied to every capture; a disabled one never is.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -41,6 +44,11 @@ class CaptureConditions:
     noise: float = 1.0
     jpeg: float = 1.0
 
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in asdict(self).items() if not v >= 0}
+        if bad:
+            raise ValueError(f"capture condition strengths must be >= 0, got {bad}")
+
     @classmethod
     def only(cls, *names: str, strength: float = 1.0) -> CaptureConditions:
         """All conditions off except ``names``."""
@@ -50,6 +58,7 @@ class CaptureConditions:
         return cls(**{c: (strength if c in names else 0.0) for c in CONDITIONS})
 
     def to_dict(self) -> Dict[str, float]:
+        """``{condition: multiplier}`` (for manifests)."""
         return asdict(self)
 
 
@@ -70,15 +79,22 @@ def simulate_capture(
     img: np.ndarray,
     rng: np.random.Generator,
     strength: float = 1.0,
-    conditions: CaptureConditions = CaptureConditions(),  # noqa: B008 - immutable use
+    conditions: Optional[CaptureConditions] = None,
 ) -> CaptureResult:
-    """Apply capture conditions to BGR uint8 ``img``; returns the new image (same size).
+    """Apply capture conditions to BGR uint8 ``img`` ``(H, W, 3)``; the new image has the same
+    size. ``strength`` scales every condition's severity; ``conditions`` holds per-condition
+    multipliers (default: all 1). Deterministic for a given ``rng`` state.
 
-    Random draws are made in a fixed order whatever is enabled, so toggling one condition does
-    not change how the others come out for the same ``rng`` state.
+    Draw order is fixed for the parameters of the crop, light and colour-cast conditions and for
+    each stochastic condition's "does it fire" draw; a condition that fires draws more numbers,
+    so switching one off can change the samples (not the distribution) of the later ones.
     """
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {img.dtype} {img.shape}")
     s = float(strength)
-    c = conditions
+    if s < 0:
+        raise ValueError(f"strength must be >= 0, got {strength}")
+    c = conditions if conditions is not None else CaptureConditions()
     H, W = img.shape[:2]
     applied: List[str] = []
 
@@ -97,7 +113,7 @@ def simulate_capture(
 
     gain = float(rng.uniform(1 - 0.35 * s, 1 + 0.25 * s))
     offset = float(rng.uniform(-30, 30)) * s
-    if c.light > 0:
+    if c.light > 0 and s > 0:
         f = f * (1 + (gain - 1) * c.light) + offset * c.light
         applied.append("light")
     if rng.random() < 0.6 * s * min(1.0, c.shadow):
@@ -111,7 +127,7 @@ def simulate_capture(
         f *= (1 + (shade - 1) * max(1.0, c.shadow))[:, :, None]
         applied.append("shadow")
     cast = (1 + rng.uniform(-0.12, 0.12, 3) * s * c.color_cast).astype(np.float32)
-    if c.color_cast > 0:
+    if c.color_cast > 0 and s > 0:
         f *= cast[None, None, :]
         applied.append("color_cast")
     if rng.random() < 0.3 * s * min(1.0, c.glare):
@@ -149,7 +165,7 @@ def simulate_capture(
         out = np.clip(noisy, 0, 255).astype(np.uint8)
         if sigma > 0:
             applied.append("noise")
-    if rng.random() < 0.7 * min(1.0, c.jpeg):
+    if rng.random() < 0.7 * min(1.0, c.jpeg) and s > 0:
         lo = int(40 + 50 * (1 - s))
         quality = int(rng.integers(lo, 96))
         quality = max(5, int(quality / max(1.0, c.jpeg)))
@@ -162,5 +178,6 @@ def simulate_capture(
 
 
 def capture(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """The default capture distribution (the demo model's training distribution)."""
+    """The default capture distribution (the demo model's training distribution): BGR uint8
+    in, BGR uint8 out (same size)."""
     return simulate_capture(img, rng, strength).image

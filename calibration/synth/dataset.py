@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
@@ -16,12 +17,12 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 import cv2
 import numpy as np
 
-from docedge.runtime.errors import ImageError
+from docedge.runtime.errors import DocedgeError, ImageError
 from docedge.runtime.preprocess import load_image
 from docedge.runtime.register import scan_register
 
 from .captures import CaptureConditions, simulate_capture
-from .documents import GENERATOR_VERSION, DocumentType, render
+from .documents import FIRST_TRAIN_TYPE_ID, GENERATOR_VERSION, DocumentType, render
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ def _write(path: Path, img: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _progress(items: Iterable[Any], total: int, desc: str, show: bool) -> Iterable[Any]:
+def _progress(items: Iterable[Any], total: int, desc: str, show: bool, unit: str) -> Iterable[Any]:
     if not show:
         return items
     from tqdm import tqdm
 
-    bar: Iterable[Any] = tqdm(items, total=total, desc=desc, unit="type")
+    bar: Iterable[Any] = tqdm(items, total=total, desc=desc, unit=unit)
     return bar
 
 
@@ -71,14 +72,19 @@ def write_documents(
 ) -> SynthReport:
     """``types`` document types x ``per_type`` instances into ``out/<type_name>/``.
 
-    ``capture_strength`` > 0 passes each instance through the capture simulator (seeded).
+    Files are ``<type_name>_<instance, 3 digits>_synthetic.jpg`` (JPEG quality 95), identical
+    bytes for identical arguments. ``capture_strength`` > 0 passes each instance through the
+    capture simulator (seeded). The manifest notes when the ids overlap the demo model's
+    training ids (>= 1000): such a set is not zero-shot for the demo model.
     """
+    if types < 0 or per_type < 0 or first_type_id < 0:
+        raise ValueError("types, per_type and first_type_id must be >= 0")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     labels: List[str] = []
     count = 0
     ids = range(first_type_id, first_type_id + types)
-    for tid in _progress(ids, types, "documents", progress):
+    for tid in _progress(ids, types, "documents", progress, "type"):
         t = DocumentType.from_id(tid, seed)
         folder = root / t.name
         folder.mkdir(exist_ok=True)
@@ -92,7 +98,9 @@ def write_documents(
         labels.append(t.name)
     _manifest(root, "documents", {"types": types, "per_type": per_type,
               "first_type_id": first_type_id, "seed": seed, "capture_strength": capture_strength,
-              "long_side": long_side}, count)  # fmt: skip
+              "long_side": long_side,
+              "overlaps_demo_training_ids": first_type_id + types > FIRST_TRAIN_TYPE_ID},
+              count)  # fmt: skip
     return SynthReport(root, labels, count)
 
 
@@ -105,27 +113,43 @@ def write_captures(
     conditions: Optional[CaptureConditions] = None,
     progress: bool = False,
 ) -> SynthReport:
-    """Simulated captures of each register image into ``out/<label>/`` (DocClassifier labels).
+    """Simulated captures of each register image into ``out/<label>/`` (DocClassifier labels:
+    sub-folder names and file stem joined by ``_``), ``per_image`` files named
+    ``<label>_capture<k, 3 digits>_synthetic.jpg``.
 
-    A corrupt or unreadable register image is skipped and reported; the others are written.
+    A corrupt or unreadable register image is skipped, logged and reported in
+    ``SynthReport.skipped`` (path -> problem); so is an image whose label another image already
+    took (``a/b_c.png`` and ``a_b/c.png`` are both ``a_b_c``), which would mix two classes.
+    Each image's captures are seeded by ``(seed, label)``, so adding files changes nothing else.
     """
+    if not Path(register_dir).is_dir():
+        raise DocedgeError(f"{register_dir}: register folder not found")
+    items = scan_register(register_dir)
+    if not items:
+        raise DocedgeError(f"{register_dir}: no .jpg/.jpeg/.png images in the register folder")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    items = scan_register(register_dir)
     labels: List[str] = []
     skipped: Dict[str, str] = {}
     count = 0
     cond = conditions or CaptureConditions()
-    for i, (label, path) in enumerate(_progress(items, len(items), "captures", progress)):
+    owner: Dict[str, Path] = {}
+    for i, (label, path) in enumerate(_progress(items, len(items), "captures", progress, "image")):
+        if label in owner:
+            problem = f"label {label!r} is already taken by {owner[label]}"
+            logger.warning("skipping %s: %s", path, problem)
+            skipped[str(path)] = problem
+            continue
         try:
             img = load_image(str(path), i)
         except ImageError as e:
             logger.warning("skipping %s", e)
             skipped[str(path)] = e.problem
             continue
+        owner[label] = path
         folder = root / label
         folder.mkdir(exist_ok=True)
-        rng = np.random.default_rng([seed, i, 11])
+        rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8")), 11])
         for k in range(per_image):
             cap = simulate_capture(img, rng, strength, cond).image
             _write(folder / f"{label}_capture{k:03d}_synthetic.jpg", cap)
