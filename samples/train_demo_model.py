@@ -104,10 +104,13 @@ class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         self.seed, self.start, self.types = seed, start, types
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        step = self.start
+        # With W workers, worker w makes batches start + w, start + w + W, ...; the DataLoader
+        # takes them from the workers in turn, so the order stays start, start + 1, ...
+        info = torch.utils.data.get_worker_info()
+        step, stride = (self.start, 1) if info is None else (self.start + info.id, info.num_workers)
         while True:
             yield make_batch(self.seed, step, self.types)
-            step += 1
+            step += stride
 
 
 def _worker_init(_: int) -> None:
