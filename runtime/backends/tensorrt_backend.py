@@ -119,7 +119,8 @@ class TensorRTBackend:
         return side
 
     def _load(self, trt: Any, cuda: Any, data: bytes, api: str) -> None:
-        runtime: tensorrt.Runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._trt_logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime
+        runtime: tensorrt.Runtime = trt.Runtime(self._trt_logger)
         if self.sidecar is not None and self.sidecar["key"].get("version_compatible"):
             compat.allow_host_code(runtime)  # our own build: its embedded lean runtime is trusted
         engine: Optional[tensorrt.ICudaEngine] = runtime.deserialize_cuda_engine(data)
