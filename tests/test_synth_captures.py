@@ -150,7 +150,7 @@ def test_missing_or_empty_register_is_an_error(tmp_path):
     with pytest.raises(DocedgeError, match="not found"):
         write_captures(tmp_path / "nope", tmp_path / "out", per_image=1)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DocedgeError, match="no .jpg"):
+    with pytest.raises(DocedgeError, match=r"no \.jpg"):
         write_captures(tmp_path / "empty", tmp_path / "out", per_image=1)
 
 
