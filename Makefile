@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/docedge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check runtime export calibration tools tests samples
+	$(BIN)/ruff check runtime synth export calibration tools tests samples
 	$(BIN)/vermin --no-tips --violations -t=3.8- runtime
 
 # tensorrt-stubs ships .pyi files without py.typed, and some generated signatures use the

@@ -1,1 +1,1 @@
-"""docedge.calibration: INT8 and threshold calibration, synthetic data, QA parity."""
+"""docedge.calibration: INT8 and threshold calibration, QA parity and reports against the reference."""

@@ -3,7 +3,7 @@
 These are real encoded files (PNG and JPEG of different sizes and aspect ratios) that go
 through the runtime's own decoding and pre-processing, so export parity covers that path.
 They are simple document-like drawings; the synthetic document generator in
-``docedge.calibration.synth`` makes realistic ones for accuracy work.
+``docedge.synth`` makes realistic ones for accuracy work.
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def document_check_batch(count: int = 64, seed: int = 4321) -> np.ndarray:
     Type ids 900.. are held out from training (>= 1000) and from the model card's evaluation
     (0..199); every image goes through JPEG encode/decode and the runtime's pre-processing.
     """
-    from docedge.calibration.synth.captures import capture
-    from docedge.calibration.synth.documents import DocumentType, render
+    from docedge.synth.captures import capture
+    from docedge.synth.documents import DocumentType, render
     from docedge.runtime.preprocess import preprocess
 
     rng = np.random.default_rng(seed)

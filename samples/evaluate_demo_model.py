@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from docedge.calibration.roc import auroc, format_table, tpr_at_fpr_table
-from docedge.calibration.synth.captures import capture
-from docedge.calibration.synth.documents import GENERATOR_VERSION, DocumentType, render
+from docedge.synth.captures import capture
+from docedge.synth.documents import GENERATOR_VERSION, DocumentType, render
 from docedge.export.model import ARCHITECTURE, build_model, count_parameters
 from docedge.runtime.hashing import sha256_file
 from docedge.runtime.preprocess import preprocess_bgr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from docedge.calibration.parity import load_tolerances, run_parity
 from docedge.calibration.reports import write_report
-from docedge.calibration.synth.dataset import write_documents
+from docedge.synth.dataset import write_documents
 from docedge.calibration.thresholds import calibrate_thresholds
 
 bundle = Path(sys.argv[1])

@@ -6,7 +6,7 @@
 import sys
 from pathlib import Path
 
-from docedge.calibration.synth.dataset import write_captures, write_documents
+from docedge.synth.dataset import write_captures, write_documents
 from docedge.export.bundle_writer import export_bundle
 from docedge.runtime import Classifier
 from docedge.runtime.embedder import Embedder

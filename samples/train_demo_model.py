@@ -55,8 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from docedge.calibration.synth.captures import capture
-from docedge.calibration.synth.documents import (
+from docedge.synth.captures import capture
+from docedge.synth.documents import (
     FIRST_TRAIN_TYPE_ID,
     GENERATOR_VERSION,
     DocumentType,

@@ -13,7 +13,7 @@ from docedge.tools.cli import main
 
 @pytest.mark.slow
 def test_export_all_precisions_with_calibration_images(tmp_path, capsys):
-    from docedge.calibration.synth.dataset import write_documents
+    from docedge.synth.dataset import write_documents
 
     write_documents(tmp_path / "calib", types=40, per_type=3, first_type_id=5000, capture_strength=0.7)
     code = main(["export", "--out", str(tmp_path / "b"), "--precision", "fp32,fp16,int8",

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from docedge.calibration.synth.captures import CONDITIONS, CaptureConditions, simulate_capture
-from docedge.calibration.synth.dataset import write_captures, write_documents
-from docedge.calibration.synth.documents import FAMILIES, DocumentType, render
+from docedge.synth.captures import CONDITIONS, CaptureConditions, simulate_capture
+from docedge.synth.dataset import write_captures, write_documents
+from docedge.synth.documents import FAMILIES, DocumentType, render
 from docedge.runtime.register import register_label, scan_register
 
 

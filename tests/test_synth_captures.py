@@ -11,14 +11,14 @@ import logging
 import numpy as np
 import pytest
 
-from docedge.calibration.synth.captures import (
+from docedge.synth.captures import (
     CONDITIONS,
     CaptureConditions,
     capture,
     simulate_capture,
 )
-from docedge.calibration.synth.dataset import MANIFEST, write_captures, write_documents
-from docedge.calibration.synth.documents import DocumentType, render
+from docedge.synth.dataset import MANIFEST, write_captures, write_documents
+from docedge.synth.documents import DocumentType, render
 from docedge.runtime.errors import DocedgeError
 
 

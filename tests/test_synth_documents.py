@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from docedge.calibration.synth.dataset import MANIFEST, write_documents
-from docedge.calibration.synth.documents import (
+from docedge.synth.dataset import MANIFEST, write_documents
+from docedge.synth.documents import (
     ASPECT,
     FAMILIES,
     GENERATOR_VERSION,

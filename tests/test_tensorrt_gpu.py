@@ -71,7 +71,7 @@ def gpu_bundle(tmp_path_factory):
         return load_bundle(given)
     try:
         from docedge.calibration.int8 import calibrate_int8
-        from docedge.calibration.synth.dataset import write_documents
+        from docedge.synth.dataset import write_documents
         from docedge.export.bundle_writer import export_bundle
         from docedge.export.fp16 import add_fp16_artifact
         from docedge.export.reference import load_reference

@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     from docedge.calibration.int8 import calibrate_int8
     from docedge.calibration.parity import run_parity
-    from docedge.calibration.synth.captures import capture
-    from docedge.calibration.synth.dataset import write_documents
-    from docedge.calibration.synth.documents import DocumentType, render
+    from docedge.synth.captures import capture
+    from docedge.synth.dataset import write_documents
+    from docedge.synth.documents import DocumentType, render
     from docedge.calibration.thresholds import calibrate_thresholds
     from docedge.export.bundle_writer import export_bundle
     from docedge.export.fp16 import add_fp16_artifact

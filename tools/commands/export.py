@@ -106,7 +106,7 @@ def run_export(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="docedge-calib-") as tmp:
             calib = args.calib_images
             if calib is None:  # the demo model: calibrate on synthetic document captures
-                from docedge.calibration.synth.dataset import write_documents
+                from docedge.synth.dataset import write_documents
 
                 calib = Path(tmp) / "synthetic_calibration"
                 write_documents(calib, types=100, per_type=3, first_type_id=5000,

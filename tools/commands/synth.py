@@ -65,8 +65,8 @@ def _positive(text: str) -> int:
 
 
 def run_documents(args: argparse.Namespace) -> int:
-    from docedge.calibration.synth.dataset import write_documents
-    from docedge.calibration.synth.documents import FIRST_TRAIN_TYPE_ID
+    from docedge.synth.dataset import write_documents
+    from docedge.synth.documents import FIRST_TRAIN_TYPE_ID
 
     rep = write_documents(args.out, args.types, args.per_type, args.first_type_id, args.seed,
                           args.capture_strength, long_side=args.long_side,
@@ -82,8 +82,8 @@ def run_documents(args: argparse.Namespace) -> int:
 
 
 def run_captures(args: argparse.Namespace) -> int:
-    from docedge.calibration.synth.captures import CaptureConditions
-    from docedge.calibration.synth.dataset import write_captures
+    from docedge.synth.captures import CaptureConditions
+    from docedge.synth.dataset import write_captures
 
     cond = CaptureConditions(crop=args.crop, light=args.light, shadow=args.shadow,
                              color_cast=args.color_cast, glare=args.glare, blur=args.blur,

@@ -1,4 +1,6 @@
-"""Synthetic documents and capture conditions (seeded, no downloads).
+"""docedge.synth: seeded synthetic documents and captures (numpy + OpenCV, no downloads).
+
+A stage of its own, below export and calibration and above runtime only:
 
 - :mod:`.documents`: document types (layouts) and instances;
 - :mod:`.captures`: the capture simulator (light, shadow, blur, glare, crop errors, JPEG, ...);
