@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import pickle
 import sys
 import tempfile
 import time
@@ -79,11 +78,11 @@ CALIB_SETS = {"docs300": (100, 3), "docs100": (50, 2), "docs1000": (250, 4)}
 
 def prepare(work: Path, bundle: Path, reference: Any) -> Dict[str, np.ndarray]:
     """Calibration folders, gate batches, the labelled set and reference embeddings (cached)."""
+    from docedge.export.check_images import check_batch, document_check_batch, write_check_images
+    from docedge.runtime.preprocess import preprocess_bgr
     from docedge.synth.captures import capture
     from docedge.synth.dataset import write_documents
     from docedge.synth.documents import DocumentType, render
-    from docedge.export.check_images import check_batch, document_check_batch, write_check_images
-    from docedge.runtime.preprocess import preprocess_bgr
 
     for name, (types, per) in CALIB_SETS.items():
         if not (work / name).exists():
@@ -190,20 +189,15 @@ def run_study(bundle: Path, work: Path, variants: Sequence[Dict[str, Any]] = VAR
         calib = v.get("calib", "docs300")
         pct = float(v.get("pct", 99.99))
         key = f"{model_key(bundle)}_{calib}_{v['method']}_{pct}_{v.get('ort', '')}"
-        f = work / f"ranges_{key}.pkl"
         t0 = time.time()
-        if key not in cache:
-            if f.exists():
-                cache[key] = pickle.loads(f.read_bytes())
+        if key not in cache:  # ranges are recomputed per run (no on-disk cache: no pickle)
+            images = ImageSet.scan(work / calib)
+            if v.get("ort"):
+                amax = ort_ranges(fp32_path, images, v["ort"], pct)
+                cache[key] = RangeResult(amax, v["method"], pct)
             else:
-                images = ImageSet.scan(work / calib)
-                if v.get("ort"):
-                    amax = ort_ranges(fp32_path, images, v["ort"], pct)
-                    cache[key] = RangeResult(amax, v["method"], pct)
-                else:
-                    cache[key] = compute_ranges(fp32, _batches(images), v["method"], pct,
-                                                progress=False)  # fmt: skip
-                f.write_bytes(pickle.dumps(cache[key]))
+                cache[key] = compute_ranges(fp32, _batches(images), v["method"], pct,
+                                            progress=False)  # fmt: skip
         r = cache[key]
         keep = [n for g in ["norm", *v.get("keep", [])] for n in groups.get(g, [g])]
         q = work / "q.onnx"

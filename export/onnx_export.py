@@ -85,22 +85,45 @@ def fix_batch_axis(model: onnx.ModelProto) -> None:
 
 
 def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:
-    """Store docedge metadata (compact JSON values) in ``metadata_props``, key ``docedge.*``."""
-    keep = [p for p in model.metadata_props if not p.key.startswith(ONNX_METADATA_PREFIX)]
+    """Store docedge metadata in ``metadata_props`` under ``docedge.*`` keys.
+
+    Every value is written as JSON (a string becomes ``"fp32"`` with its quotes), because
+    DocClassifier's runtime (capybara's ONNX engine) runs ``json.loads`` on every value;
+    ``metadata_props`` that other tools added (onnxsim's) are re-encoded as JSON too.
+    """
+    keep = [(p.key, _as_json(p.value)) for p in model.metadata_props
+            if not p.key.startswith(ONNX_METADATA_PREFIX)]  # fmt: skip
     del model.metadata_props[:]
-    model.metadata_props.extend(keep)
+    for key, value in keep:
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
     for key, value in meta.items():
         prop = model.metadata_props.add()
         prop.key = ONNX_METADATA_PREFIX + key
-        prop.value = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        prop.value = json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def get_metadata(model: onnx.ModelProto) -> Dict[str, str]:
-    """docedge metadata of an ONNX model (keys without the ``docedge.`` prefix)."""
+def _as_json(text: str) -> str:
+    """``text`` if it already parses as JSON, else the JSON string of it."""
+    try:
+        json.loads(text)
+        return text
+    except ValueError:
+        return json.dumps(text)
+
+
+def get_metadata(model: onnx.ModelProto) -> Dict[str, Any]:
+    """docedge metadata of an ONNX model (keys without the ``docedge.`` prefix), values
+    decoded from JSON (a value that is not JSON, from older files, is returned as text)."""
     n = len(ONNX_METADATA_PREFIX)
-    return {
-        p.key[n:]: p.value for p in model.metadata_props if p.key.startswith(ONNX_METADATA_PREFIX)
-    }
+    out: Dict[str, Any] = {}
+    for p in model.metadata_props:
+        if p.key.startswith(ONNX_METADATA_PREFIX):
+            try:
+                out[p.key[n:]] = json.loads(p.value)
+            except ValueError:
+                out[p.key[n:]] = p.value
+    return out
 
 
 def save_onnx(model: onnx.ModelProto, path: Union[str, Path]) -> None:

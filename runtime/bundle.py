@@ -17,18 +17,28 @@ from typing import Any, Dict, List, Optional, Union
 from .atomic import atomic_write_bytes
 from .errors import BundleError
 from .hashing import sha256_file
+from .manifest_schema import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    SCORE_SPACE,
+    SUPPORTED_SCHEMA_VERSIONS,
+    manifest_digest,
+    seal,
+    validate_manifest,
+)
 from .preprocess import PreprocessSpec
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_NAME = "docedge.bundle"
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
 PRECISIONS = ("fp32", "fp16", "int8")
-INPUT_NAME = "img"
-OUTPUT_NAME = "feats"
-SCORE_SPACE = "(cos+1)/2"
+__all__ = [
+    "INPUT_NAME", "MANIFEST_NAME", "OUTPUT_NAME", "PRECISIONS", "SCHEMA_NAME", "SCHEMA_VERSION",
+    "SCORE_SPACE", "SUPPORTED_SCHEMA_VERSIONS", "Artifact", "Bundle", "artifact_record",
+    "load_bundle", "read_manifest", "upsert_artifact", "write_manifest",
+]
 
 #: Keys copied, in compact form, into each ONNX file's ``metadata_props`` (prefix ``docedge.``).
 ONNX_METADATA_PREFIX = "docedge."
@@ -125,7 +135,10 @@ class Bundle:
         """What a gallery records to prove its embeddings came from this model.
 
         Keys: ``model_sha256`` (the source checkpoint/ONNX hash), ``artifact_sha256`` (the
-        artifact of that precision), ``precision``, ``preprocess`` (canonical JSON).
+        artifact of that precision), ``precision``, ``preprocess`` (canonical JSON) and
+        ``model_manifest_sha256``, the digest of the manifest sections that define what an
+        embedding means (``model``, ``preprocess``, ``io``, ``score``): re-calibrating a
+        threshold table does not invalidate galleries, a changed model description does.
         """
         art = self.artifact(precision, "onnx")
         return {
@@ -133,54 +146,74 @@ class Bundle:
             "artifact_sha256": art.sha256,
             "precision": precision,
             "preprocess": json.dumps(self.preprocess.to_dict(), sort_keys=True),
+            "model_manifest_sha256": manifest_digest(
+                {k: self.manifest.get(k) for k in ("model", "preprocess", "io", "score")}
+            ),
         }
 
     # --- verification ---------------------------------------------------------------------
     def verify(self) -> None:
-        """Check every listed artifact exists with the recorded size and SHA-256."""
+        """Check every file an artifact loads (its main file and any listed extra ``files``)
+        exists in the bundle as a regular file, not a symlink, with the recorded size and
+        SHA-256."""
         for a in self.artifacts:
-            p = self.path / a.file
-            if os.path.basename(a.file) != a.file:
-                raise BundleError(f"{p}: artifact names must be plain file names in the bundle")
-            if not p.is_file():
-                raise BundleError(f"{p}: listed in {MANIFEST_NAME} but missing")
-            size = p.stat().st_size
-            if size != a.size:
-                raise BundleError(
-                    f"{p}: size {size} bytes, manifest says {a.size} (truncated or replaced)"
-                )
-            digest = sha256_file(p)
-            if digest != a.sha256:
-                raise BundleError(
-                    f"{p}: sha256 {digest[:16]}... does not match the manifest's "
-                    f"{a.sha256[:16]}... (file modified after the bundle was made)"
-                )
+            entries = [{"file": a.file, "size": a.size, "sha256": a.sha256}]
+            entries += [e for e in a.record.get("files") or [] if isinstance(e, dict)]
+            for e in entries:
+                verify_file(self.path, str(e["file"]), int(e["size"]), str(e["sha256"]))
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, precisions={self.precisions})"
 
 
+def verify_file(root: Path, name: str, size: int, sha256: str) -> None:
+    """One bundle file: a plain name, a regular file inside ``root`` (no symlink), size and hash."""
+    p = root / name
+    if os.path.basename(name) != name or name in ("", ".", ".."):
+        raise BundleError(f"{p}: artifact names must be plain file names in the bundle")
+    if p.is_symlink():
+        raise BundleError(f"{p}: is a symbolic link; bundle files must be regular files inside it")
+    if not p.is_file():
+        raise BundleError(f"{p}: listed in {MANIFEST_NAME} but missing")
+    actual = p.stat().st_size
+    if actual != size:
+        raise BundleError(f"{p}: size {actual} bytes, manifest says {size} (truncated or replaced)")
+    digest = sha256_file(p)
+    if digest != sha256:
+        raise BundleError(
+            f"{p}: sha256 {digest[:16]}... does not match the manifest's "
+            f"{sha256[:16]}... (file modified after the bundle was made)"
+        )
+
+
+#: A manifest is small; anything larger is not one (and is not read whole).
+MAX_MANIFEST_BYTES = 16 << 20
+
+
 def read_manifest(path: Union[str, Path]) -> Dict[str, Any]:
-    """Parse and schema-check ``manifest.json`` of a bundle directory (no checksum checks)."""
+    """Parse ``manifest.json`` of a bundle directory and check every field and its content
+    digest (:mod:`.manifest_schema`); no artifact checksums. :class:`BundleError` otherwise."""
     root = Path(path)
     mpath = root / MANIFEST_NAME
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory (does not exist or is a file)")
+    if mpath.is_symlink():
+        raise BundleError(f"{mpath}: is a symbolic link; a bundle's manifest must be a regular file")
     if not mpath.is_file():
         raise BundleError(f"{mpath}: missing; {root} is not a docedge bundle")
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES >> 20} MiB; not a manifest")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as e:
         raise BundleError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_NAME:
-        raise BundleError(f"{mpath}: not a docedge bundle manifest (schema != {SCHEMA_NAME!r})")
-    version = manifest.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise BundleError(
-            f"{mpath}: unknown schema_version {version!r}; this docedge reads "
-            f"{list(SUPPORTED_SCHEMA_VERSIONS)} (upgrade docedge or re-export the bundle)"
-        )
-    return manifest
+    except RecursionError:
+        raise BundleError(f"{mpath}: JSON nested too deeply") from None
+    return validate_manifest(manifest, str(mpath))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_bundle(path: Union[str, Path], verify: bool = True) -> Bundle:
@@ -194,8 +227,15 @@ def load_bundle(path: Union[str, Path], verify: bool = True) -> Bundle:
 
 
 def write_manifest(path: Union[str, Path], manifest: Dict[str, Any]) -> None:
-    """Atomically (re)write a bundle's ``manifest.json``."""
-    data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    """Atomically (re)write a bundle's ``manifest.json``, sealed with its content digest.
+
+    Use :class:`docedge.runtime.bundle_commit.BundleTransaction` to change a bundle; this is
+    its commit point. ``manifest`` is updated in place with the new ``integrity`` record.
+    """
+    sealed = seal(manifest)
+    manifest.clear()
+    manifest.update(sealed)
+    data = (json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
     atomic_write_bytes(Path(path) / MANIFEST_NAME, data)
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from docedge.calibration.golden import write_golden_for_bundle
 from docedge.calibration.parity import load_tolerances, run_parity
 from docedge.calibration.reports import write_report
-from docedge.synth.dataset import write_documents
 from docedge.calibration.thresholds import calibrate_thresholds, describe_table
 from docedge.runtime.bundle import load_bundle
+from docedge.synth.dataset import write_documents
 
 bundle = Path(sys.argv[1])
 work = Path(sys.argv[2] if len(sys.argv) > 2 else "qa_out")

@@ -29,10 +29,10 @@ def test_quickstart_registers_and_classifies(tmp_path):
 @pytest.mark.slow
 def test_qa_parity_sample_passes_on_the_demo_bundle(tmp_path):
     from docedge.calibration.int8 import calibrate_int8
-    from docedge.synth.dataset import write_documents
     from docedge.export.bundle_writer import export_bundle
     from docedge.export.fp16 import add_fp16_artifact
     from docedge.export.reference import load_reference
+    from docedge.synth.dataset import write_documents
 
     ref = load_reference()
     export_bundle(tmp_path / "b", reference=ref)

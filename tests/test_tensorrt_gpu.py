@@ -71,10 +71,10 @@ def gpu_bundle(tmp_path_factory):
         return load_bundle(given)
     try:
         from docedge.calibration.int8 import calibrate_int8
-        from docedge.synth.dataset import write_documents
         from docedge.export.bundle_writer import export_bundle
         from docedge.export.fp16 import add_fp16_artifact
         from docedge.export.reference import load_reference
+        from docedge.synth.dataset import write_documents
     except ImportError as e:
         pytest.skip(f"no DOCEDGE_GPU_TEST_BUNDLE and cannot export one here ({e}); export a "
                     "bundle on a workstation and set DOCEDGE_GPU_TEST_BUNDLE=/path/to/bundle")

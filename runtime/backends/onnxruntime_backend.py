@@ -111,12 +111,18 @@ class OnnxRuntimeBackend:
         so.log_severity_level = 3
         if not self.model_path.is_file():
             raise BundleError(f"{self.model_path}: ONNX file not found")
+        # The session is made from the file's bytes, not its path: what runs is exactly what
+        # was read (and hashed by the bundle), and ONNX Runtime cannot pull in external-data
+        # files (``weights.bin``) that no manifest lists.
+        data = self.model_path.read_bytes()
         try:
-            self.session = ort.InferenceSession(
-                str(self.model_path), sess_options=so, providers=requested
-            )
+            self.session = ort.InferenceSession(data, sess_options=so, providers=requested)
         except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-            raise BundleError(f"{self.model_path}: ONNX Runtime cannot load it ({e})") from e
+            hint = ""
+            if "external" in str(e).lower():
+                hint = ("; it stores tensors in external data files, which docedge refuses: "
+                        "save the model with its weights inside the .onnx file")
+            raise BundleError(f"{self.model_path}: ONNX Runtime cannot load it ({e}){hint}") from e
         active = self.session.get_providers()
         not_loaded = [n for n in names if n not in active]
         if not_loaded:

@@ -43,9 +43,6 @@ def run(args: argparse.Namespace) -> int:
 
     from docedge.calibration.int8 import calibrate_int8
     from docedge.calibration.parity import run_parity
-    from docedge.synth.captures import capture
-    from docedge.synth.dataset import write_documents
-    from docedge.synth.documents import DocumentType, render
     from docedge.calibration.thresholds import calibrate_thresholds
     from docedge.export.bundle_writer import export_bundle
     from docedge.export.fp16 import add_fp16_artifact
@@ -54,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from docedge.runtime.classifier import Classifier
     from docedge.runtime.embedder import Embedder
     from docedge.runtime.gallery_sync import sync_register
+    from docedge.synth.captures import capture
+    from docedge.synth.dataset import write_documents
+    from docedge.synth.documents import DocumentType, render
 
     t_start = time.perf_counter()
     out: Path = args.out
