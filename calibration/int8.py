@@ -19,37 +19,26 @@ bit-identical. The cache record lists ``float_nodes`` for builders that pin laye
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from docedge.export.bundle_writer import (
-    CHECK_IMAGES,
-    FP32_FILE,
-    GateError,
-    onnx_metadata,
-    ort_embed,
-    producer_versions,
-    torch_embed,
-    utc_now,
-)
 from docedge.export.check_images import check_batch, document_check_batch
+from docedge.export.gates import GateError, ort_embed, reference_embed
+from docedge.export.manifest import CHECK_IMAGES, onnx_metadata
 from docedge.export.onnx_export import save_onnx, set_metadata
-from docedge.export.reference import ReferenceModel
+from docedge.export.provenance import producer_versions, utc_now
 from docedge.export.verify import agreement
-from docedge.runtime.atomic import fsync_dir
-from docedge.runtime.bundle import (
-    artifact_record,
-    read_manifest,
-    upsert_artifact,
-    write_manifest,
-)
+from docedge.runtime.bundle import load_bundle
+from docedge.runtime.bundle_commit import BundleTransaction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from docedge.export.reference import ReferenceModel
 
 from .calib_data import ImageSet
 from .ranges import RangeResult, compute_ranges
@@ -200,7 +189,7 @@ def gate_batch(name: str) -> Tuple[np.ndarray, str]:
     raise ValueError(f"unknown gate image set {name!r}; choose from {GATE_SET_NAMES}")
 
 
-def labelled_tpr(bundle_dir: Path, int8_path: Path, labelled: Union[str, Path],
+def labelled_tpr(fp32_path: Path, int8_path: Path, labelled: Union[str, Path],
                  fpr: float = TPR_GATE_FPR) -> Dict[str, Any]:  # fmt: skip
     """TPR at ``fpr`` of the fp32 and INT8 ONNX on labelled images ``DIR/<class>/*``: all
     same-class pairs genuine, all others impostors; scores (cos+1)/2."""
@@ -215,7 +204,7 @@ def labelled_tpr(bundle_dir: Path, int8_path: Path, labelled: Union[str, Path],
         raise ValueError(f"{root}: labelled images need at least two class sub-folders")
     x = np.stack([preprocess_bgr(load_image(str(f), i)) for i, f in enumerate(files)])
     out: Dict[str, Any] = {"images": len(files), "classes": len(set(labels)), "fpr": fpr}
-    for prec, path in (("fp32", bundle_dir / FP32_FILE), ("int8", int8_path)):
+    for prec, path in (("fp32", fp32_path), ("int8", int8_path)):
         g, imp, info = pair_scores(ort_embed(path, x), labels, max_impostors=2_000_000)
         row = tpr_at_fpr_table(g, imp, [fpr])[0]
         if not row["supported"]:
@@ -262,9 +251,9 @@ def calibrate_int8(
     import onnxruntime
 
     root = Path(bundle_dir)
-    manifest = read_manifest(root)
-    fp32_path = root / FP32_FILE
-    fp32_sha = manifest_sha(manifest, FP32_FILE)
+    bundle = load_bundle(root)
+    fp32_path = bundle.artifact_path("fp32")
+    fp32_sha = bundle.artifact("fp32").sha256
     images = ImageSet.scan(images_dir, max_images)
     fp32_model = onnx.load(str(fp32_path))
     ranges = compute_ranges(fp32_model, lambda: images.batches(batch_size), method, percentile,
@@ -272,56 +261,52 @@ def calibrate_int8(
     float_nodes = float_node_names(fp32_model, exclude_ops, exclude_nodes, keep_depthwise_float)
     first = next(images.batches(min(batch_size, 4)))
 
-    with tempfile.TemporaryDirectory(prefix=".int8-", dir=str(root)) as tmp_dir:
-        tmp = Path(tmp_dir)
-        q = quantize_qdq(fp32_path, tmp / INT8_FILE, ranges.amax, float_nodes, per_channel,
+    # Staged: both files are written under temporary names and gated while the bundle still
+    # lists its previous artifacts; one manifest rename commits them (or nothing changes).
+    with BundleTransaction(root) as tx:
+        staged_q, staged_cache = tx.stage(INT8_FILE), tx.stage(CACHE_FILE)
+        q = quantize_qdq(fp32_path, staged_q, ranges.amax, float_nodes, per_channel,
                          quantize_ops, weight_storage, first)  # fmt: skip
-        set_metadata(q, onnx_metadata(manifest, "int8"))
-        save_onnx(q, tmp / INT8_FILE)
-        write_cache(tmp / CACHE_FILE, scales_from_amax(ranges.amax), trt_version)
-        verification = _verify(root, tmp / INT8_FILE, reference, gate_sets, mean_cosine,
+        set_metadata(q, onnx_metadata(tx.manifest, "int8"))
+        save_onnx(q, staged_q)
+        write_cache(staged_cache, scales_from_amax(ranges.amax), trt_version)
+        verification = _verify(fp32_path, staged_q, reference, gate_sets, mean_cosine,
                                min_cosine, labelled_images, max_tpr_drop)  # fmt: skip
         passed = bool(verification["passed"])
         if enforce_gate and not passed:
-            raise GateError(f"{root / INT8_FILE}: int8 gate failed: {verification['summary']}")
-        for f in (INT8_FILE, CACHE_FILE):
-            os.replace(tmp / f, root / f)
-        fsync_dir(root)
-
-    quantized = quantized_node_names(q)
-    calib = {"method": method, "percentile": ranges.percentile, **images.record(),
-             "batches": ranges.batches, "fallback_tensors": dict(ranges.fallbacks)}  # fmt: skip
-    quant = {"format": "QDQ", "weights": "int8 symmetric per-channel" if per_channel
-             else "int8 symmetric per-tensor", "weight_storage": weight_storage,
-             "activations": "int8 symmetric per-tensor, zero point 0",
-             "quantized_op_types": list(quantize_ops), "excluded_op_types": list(exclude_ops),
-             "depthwise_kept_float": keep_depthwise_float, "float_nodes": float_nodes,
-             "quantized_nodes": len(quantized),
-             "quantized_activations": len(qdq_activation_scales(q))}  # fmt: skip
-    onnx_rec = artifact_record(
-        root, INT8_FILE, "onnx", "int8",
-        opset=max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")),
-        calibration=calib, quantization=quant,
-        producers={**producer_versions(), "onnxruntime.quantization": onnxruntime.__version__},
-        verification=verification, created=utc_now(),
-    )  # fmt: skip
-    cache_rec = artifact_record(
-        root, CACHE_FILE, CACHE_FORMAT, "int8",
-        trt_version_line=f"TRT-{trt_version_number(trt_version)}-{ALGORITHM}",
-        model_sha256=fp32_sha, data_sha256=images.sha256, method=method,
-        percentile=ranges.percentile, images=ranges.images, tensors=len(ranges.amax),
-        float_nodes=float_nodes, fallback_tensors=sorted(ranges.fallbacks),
-        qdq_artifact=INT8_FILE, created=utc_now(), producers=producer_versions(),
-    )  # fmt: skip
-    manifest = read_manifest(root)
-    upsert_artifact(manifest, onnx_rec)
-    upsert_artifact(manifest, cache_rec)
-    write_manifest(root, manifest)
+            raise GateError(f"{root / INT8_FILE}: int8 gate failed: {verification['summary']}; "
+                            "the bundle is unchanged")  # fmt: skip
+        quantized = quantized_node_names(q)
+        calib = {"method": method, "percentile": ranges.percentile, **images.record(),
+                 "batches": ranges.batches, "fallback_tensors": dict(ranges.fallbacks)}  # fmt: skip
+        quant = {"format": "QDQ", "weights": "int8 symmetric per-channel" if per_channel
+                 else "int8 symmetric per-tensor", "weight_storage": weight_storage,
+                 "activations": "int8 symmetric per-tensor, zero point 0",
+                 "quantized_op_types": list(quantize_ops), "excluded_op_types": list(exclude_ops),
+                 "depthwise_kept_float": keep_depthwise_float, "float_nodes": float_nodes,
+                 "quantized_nodes": len(quantized),
+                 "quantized_activations": len(qdq_activation_scales(q))}  # fmt: skip
+        onnx_rec = tx.add_artifact(
+            staged_q, INT8_FILE, "onnx", "int8",
+            opset=max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")),
+            calibration=calib, quantization=quant,
+            producers={**producer_versions(), "onnxruntime.quantization": onnxruntime.__version__},
+            verification=verification, created=utc_now(),
+        )  # fmt: skip
+        cache_rec = tx.add_artifact(
+            staged_cache, CACHE_FILE, CACHE_FORMAT, "int8",
+            trt_version_line=f"TRT-{trt_version_number(trt_version)}-{ALGORITHM}",
+            model_sha256=fp32_sha, data_sha256=images.sha256, method=method,
+            percentile=ranges.percentile, images=ranges.images, tensors=len(ranges.amax),
+            float_nodes=float_nodes, fallback_tensors=sorted(ranges.fallbacks),
+            qdq_artifact=onnx_rec["file"], qdq_sha256=onnx_rec["sha256"], created=utc_now(),
+            producers=producer_versions(),
+        )  # fmt: skip
     logger.info("int8 (%s): %s", method, verification["summary"])
     return {"onnx": onnx_rec, "cache": cache_rec}
 
 
-def _verify(root: Path, int8_path: Path, reference: Optional[ReferenceModel],
+def _verify(fp32_path: Path, int8_path: Path, reference: Optional[ReferenceModel],
             gate_sets: Sequence[str], mean_cosine: float, min_cosine: float,
             labelled: Optional[Union[str, Path]], max_tpr_drop: float) -> Dict[str, Any]:  # fmt: skip
     """Gate evaluation: per-set agreement, the worst figures at top level, a summary line."""
@@ -331,7 +316,7 @@ def _verify(root: Path, int8_path: Path, reference: Optional[ReferenceModel],
     sets: Dict[str, Any] = {}
     for name in gate_sets:
         x, desc = gate_batch(name)
-        ref = torch_embed(reference.net, x) if reference is not None else ort_embed(root / FP32_FILE, x)
+        ref, _ = reference_embed(x, reference, fp32_path)
         a = agreement(ref, ort_embed(int8_path, x))
         sets[name] = {"images": desc, **a.to_dict(),
                       "passed": a.cos_mean >= mean_cosine and a.cos_min >= min_cosine}  # fmt: skip
@@ -343,7 +328,7 @@ def _verify(root: Path, int8_path: Path, reference: Optional[ReferenceModel],
     v: Dict[str, Any] = {"against": against, "gate": {"cos_mean": mean_cosine, "cos_min": min_cosine},
                          "cos_mean": worst_mean, "cos_min": worst_min, "sets": sets}  # fmt: skip
     if labelled is not None:
-        t = labelled_tpr(root, int8_path, labelled)
+        t = labelled_tpr(fp32_path, int8_path, labelled)
         t["passed"] = t["tpr_drop"] <= max_tpr_drop + 1e-12
         v["gate"]["max_tpr_drop"] = max_tpr_drop
         v["tpr"] = t
@@ -355,13 +340,6 @@ def _verify(root: Path, int8_path: Path, reference: Optional[ReferenceModel],
     v["passed"] = passed
     v["summary"] = summary
     return v
-
-
-def manifest_sha(manifest: Dict[str, Any], file: str) -> str:
-    for a in manifest.get("artifacts", []):
-        if a.get("file") == file:
-            return str(a["sha256"])
-    raise KeyError(file)
 
 
 def range_summary(ranges: RangeResult) -> Dict[str, Any]:

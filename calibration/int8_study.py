@@ -27,7 +27,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import onnx
 
-from docedge.export.bundle_writer import FP32_FILE, ort_embed, torch_embed
+from docedge.export.gates import ort_embed, torch_embed
+from docedge.export.manifest import FP32_FILE
 from docedge.export.verify import agreement
 
 from .calib_data import ImageSet

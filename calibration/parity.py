@@ -499,7 +499,7 @@ def run_parity(
         net, src = resolve_reference(bundle, checkpoint, random_init_seed)
     ref_name = _describe_reference(src, net)
     if net is not None:
-        from docedge.export.bundle_writer import torch_embed
+        from docedge.export.gates import torch_embed
 
         ref_all = _embed(lambda b: torch_embed(net, b), x, batch_size, "reference", progress)
     else:

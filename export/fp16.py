@@ -9,28 +9,19 @@ fp16) and the final L2 normalization (ReduceL2). The kept node list is written t
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
 import onnx
 
-from docedge.runtime.atomic import fsync_dir
-from docedge.runtime.bundle import artifact_record, read_manifest, upsert_artifact, write_manifest
+from docedge.runtime.bundle import load_bundle
+from docedge.runtime.bundle_commit import BundleTransaction
 
-from .bundle_writer import (
-    CHECK_IMAGES,
-    FP32_FILE,
-    GateError,
-    onnx_metadata,
-    ort_embed,
-    producer_versions,
-    torch_embed,
-    utc_now,
-)
 from .check_images import check_batch
+from .gates import GateError, ort_embed, reference_embed
+from .manifest import CHECK_IMAGES, onnx_metadata
 from .onnx_export import save_onnx, set_metadata
+from .provenance import producer_versions, utc_now
 from .reference import ReferenceModel
 from .verify import agreement
 
@@ -75,41 +66,32 @@ def add_fp16_artifact(
     import onnxconverter_common
 
     root = Path(bundle_dir)
-    manifest = read_manifest(root)
-    fp32 = onnx.load(str(root / FP32_FILE))
-    model = convert_fp16(fp32, keep_fp32_ops)
-    set_metadata(model, onnx_metadata(manifest, "fp16"))
+    fp32_path = load_bundle(root).artifact_path("fp32")
+    model = convert_fp16(onnx.load(str(fp32_path)), keep_fp32_ops)
     x = check_batch(CHECK_IMAGES)
-    with tempfile.TemporaryDirectory(prefix=".fp16-", dir=str(root)) as tmp_dir:
-        tmp = Path(tmp_dir) / FP16_FILE
-        save_onnx(model, tmp)
-        if reference is not None:
-            ref, against = torch_embed(reference.net, x), "pytorch-reference"
-        else:
-            ref, against = ort_embed(root / FP32_FILE, x), "fp32-onnx (no PyTorch reference)"
-        agree = agreement(ref, ort_embed(tmp, x))
+    ref, against = reference_embed(x, reference, fp32_path)
+    with BundleTransaction(root) as tx:
+        set_metadata(model, onnx_metadata(tx.manifest, "fp16"))
+        staged = tx.stage(FP16_FILE)
+        save_onnx(model, staged)
+        agree = agreement(ref, ort_embed(staged, x))
         passed = agree.cos_min >= min_cosine and agree.cos_mean >= mean_cosine
         if not passed:
             raise GateError(f"{root / FP16_FILE}: fp16 gate failed: cosine min {agree.cos_min:.6f} "
                             f"(need >= {min_cosine}), mean {agree.cos_mean:.6f} "
-                            f"(need >= {mean_cosine})")  # fmt: skip
-        os.replace(tmp, root / FP16_FILE)
-        fsync_dir(root)
-    kept = [n.name or n.op_type for n in model.graph.node if n.op_type in set(keep_fp32_ops)]
-    record = artifact_record(
-        root, FP16_FILE, "onnx", "fp16",
-        opset=max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-        converter={"name": "onnxconverter-common float16.convert_float_to_float16",
-                   "keep_io_types": True, "op_block_list": list(keep_fp32_ops)},
-        kept_fp32_nodes=kept,
-        producers={**producer_versions(), "onnxconverter-common": onnxconverter_common.__version__},
-        verification={"against": against, "images": f"{CHECK_IMAGES} generated check images",
-                      "gate": {"cos_min": min_cosine, "cos_mean": mean_cosine},
-                      "passed": passed, **agree.to_dict()},
-        created=utc_now(),
-    )  # fmt: skip
-    manifest = read_manifest(root)
-    upsert_artifact(manifest, record)
-    write_manifest(root, manifest)
+                            f"(need >= {mean_cosine}); the bundle is unchanged")  # fmt: skip
+        kept = [n.name or n.op_type for n in model.graph.node if n.op_type in set(keep_fp32_ops)]
+        record = tx.add_artifact(
+            staged, FP16_FILE, "onnx", "fp16",
+            opset=max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+            converter={"name": "onnxconverter-common float16.convert_float_to_float16",
+                       "keep_io_types": True, "op_block_list": list(keep_fp32_ops)},
+            kept_fp32_nodes=kept,
+            producers={**producer_versions(), "onnxconverter-common": onnxconverter_common.__version__},
+            verification={"against": against, "images": f"{CHECK_IMAGES} generated check images",
+                          "gate": {"cos_min": min_cosine, "cos_mean": mean_cosine},
+                          "passed": passed, **agree.to_dict()},
+            created=utc_now(),
+        )  # fmt: skip
     logger.info("fp16 artifact: cos min %.6f mean %.6f", agree.cos_min, agree.cos_mean)
     return record

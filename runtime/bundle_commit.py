@@ -114,6 +114,7 @@ class BundleTransaction:
         self.manifest: Dict[str, Any] = {}
         self._staged: List[Path] = []
         self._renames: List[Tuple[Path, str]] = []  # (staged path, final name)
+        self._preferred: Dict[str, str] = {}  # content-derived name -> the name asked for
         self._open = False
 
     # --- life cycle -----------------------------------------------------------------------
@@ -171,6 +172,8 @@ class BundleTransaction:
             old = self.root / name
             same = old.is_file() and old.stat().st_size == size and sha256_file(old) == digest
             final = name if same else _unique_name(name, digest)
+        if final != name:
+            self._preferred[final] = name
         self._renames.append((staged, final))
         os.chmod(staged, mode_for(self.root / final))
         return {"file": final, "sha256": digest, "size": size}
@@ -226,6 +229,34 @@ class BundleTransaction:
         self._staged = []
         self._renames = []
         self._collect_garbage()
+        self._restore_names()
+
+    def _restore_names(self) -> None:
+        """Give files committed under content-derived names their asked-for names back.
+
+        A second commit of the same kind: link (or copy) to the free name, replace the
+        manifest, then delete the other name; a kill between steps leaves a valid bundle."""
+        renames = {u: n for u, n in self._preferred.items() if not (self.root / n).exists()}
+        self._preferred = {}
+        if not renames:
+            return
+        for unique, name in renames.items():
+            try:
+                os.link(self.root / unique, self.root / name)
+            except OSError:
+                import shutil
+
+                shutil.copy2(self.root / unique, self.root / name)
+        for rec in self.manifest.get("artifacts") or []:
+            if rec.get("file") in renames:
+                rec["file"] = renames[rec["file"]]
+            for extra in rec.get("files") or []:
+                if isinstance(extra, dict) and extra.get("file") in renames:
+                    extra["file"] = renames[extra["file"]]
+        fsync_dir(self.root)
+        write_manifest(self.root, self.manifest)
+        for unique in renames:
+            (self.root / unique).unlink()
 
     def discard(self) -> None:
         """Delete staged files; the bundle is left exactly as it was."""

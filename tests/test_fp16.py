@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from docedge.export.bundle_writer import GateError
 from docedge.export.fp16 import DEFAULT_KEEP_FP32_OPS, add_fp16_artifact, convert_fp16
+from docedge.export.gates import GateError
 from docedge.export.onnx_export import get_metadata
 from docedge.runtime import Embedder, load_bundle
 

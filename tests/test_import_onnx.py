@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from docedge.export.bundle_writer import import_onnx
+from docedge.export.import_onnx import import_onnx
 from docedge.runtime import BundleError, Embedder
 
 RELEASED = "lcnet050_cosface_f256_r128_squeeze_lbn_imagenet_finetune_20240326_fp32.onnx"

@@ -22,8 +22,8 @@ from docedge.calibration.int8 import (
     quantized_node_names,
 )
 from docedge.calibration.ranges import METHODS, compute_ranges
-from docedge.export.bundle_writer import GateError
 from docedge.export.check_images import write_check_images
+from docedge.export.gates import GateError
 from docedge.export.onnx_export import get_metadata
 from docedge.runtime import Embedder, load_bundle
 
@@ -40,7 +40,8 @@ def int8_bundle(seeded_bundle, seeded_reference, calib_dir, tmp_path_factory) ->
     dst = tmp_path_factory.mktemp("int8") / "bundle"
     shutil.copytree(seeded_bundle, dst)
     calibrate_int8(dst, calib_dir, method="minmax", reference=seeded_reference,
-                   enforce_gate=False, progress=False, batch_size=4)  # fmt: skip
+                   enforce_gate=False, progress=False, batch_size=4,
+                   gate_sets=("check", "documents"))  # fmt: skip
     return dst
 
 
@@ -153,7 +154,7 @@ def test_tiny_range_and_zero_tensors_fall_back_to_minmax(method):
 
 def test_fallback_tensors_are_recorded_in_the_manifest(tmp_path):
     """A bundle whose model has a near-constant tensor: calibration completes and lists it."""
-    from docedge.export.bundle_writer import FP32_FILE, base_manifest, onnx_metadata
+    from docedge.export.manifest import FP32_FILE, base_manifest, onnx_metadata
     from docedge.export.onnx_export import save_onnx, set_metadata
     from docedge.runtime.bundle import artifact_record, upsert_artifact, write_manifest
 

@@ -278,8 +278,8 @@ def test_gallery_file_and_register_folder(bundle_copy, labelled, tmp_path, seede
 
 
 def test_imported_onnx_bundle_compares_against_its_fp32_artifact(seeded_bundle, labelled, tmp_path):
-    from docedge.export.bundle_writer import import_onnx
     from docedge.export.fp16 import add_fp16_artifact
+    from docedge.export.import_onnx import import_onnx
 
     bundle = import_onnx(seeded_bundle / "model_fp32.onnx", tmp_path / "imported").path
     res = run_parity(bundle, labelled, progress=False, tensorrt=False)

@@ -21,9 +21,9 @@ from docedge.calibration.trt_cache import (
     load_calibration_cache,
     read_cache,
 )
-from docedge.export.bundle_writer import GateError
 from docedge.export.check_images import write_check_images
 from docedge.export.fp16 import add_fp16_artifact
+from docedge.export.gates import GateError
 from docedge.runtime import Embedder, load_bundle
 
 

@@ -98,7 +98,7 @@ def inputs():
 def reference(gpu_bundle, inputs):
     """``(embeddings, what they come from)`` for ``inputs``."""
     try:
-        from docedge.export.bundle_writer import torch_embed
+        from docedge.export.gates import torch_embed
         from docedge.export.reference import reference_for_bundle
 
         ref = reference_for_bundle(gpu_bundle.model, strict=False)

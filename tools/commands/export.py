@@ -126,7 +126,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from docedge.export.bundle_writer import import_onnx
+    from docedge.export.import_onnx import import_onnx
 
     bundle = import_onnx(
         args.onnx, args.out, overwrite=args.overwrite, name=args.name, model_cfg=args.model_cfg
