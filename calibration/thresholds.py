@@ -13,7 +13,6 @@ ONNX metadata (which holds no thresholds) are untouched.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from docedge.export.provenance import utc_now
 from docedge.runtime import __version__ as DOCEDGE_VERSION
-from docedge.runtime.bundle import load_bundle, read_manifest, write_manifest
+from docedge.runtime.bundle import load_bundle
 from docedge.runtime.embedder import Embedder
 from docedge.runtime.errors import DocedgeError
 from docedge.runtime.preprocess import list_images
-from docedge.runtime.thresholds import validate_table
+from docedge.runtime.thresholds import commit_tables
 
 from .calib_data import ImageSet
 from .roc import DEFAULT_FPRS, auroc, format_table, pair_scores, tpr_at_fpr_table
@@ -34,12 +34,6 @@ from .roc import DEFAULT_FPRS, auroc, format_table, pair_scores, tpr_at_fpr_tabl
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_IMPOSTORS = 2_000_000
-
-
-def utc_now() -> str:
-    """``2026-01-31T12:00:00Z`` (seconds). Local: this module must not need torch."""
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-    return now.isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -94,10 +88,12 @@ def calibrate_thresholds(
     max_impostors: Optional[int] = DEFAULT_MAX_IMPOSTORS,
     write: bool = True,
     seed: int = 0,
+    replace: bool = False,
     **backend_options: Any,
 ) -> Dict[str, Dict[str, Any]]:
     """Compute a TPR@FPR table per precision (default: every ONNX precision of the bundle)
-    and, with ``write``, store them in the manifest with provenance. Returns the tables
+    and, with ``write``, store them in the manifest with provenance (one atomic commit; a
+    precision that already has a table is refused unless ``replace``). Returns the tables
     (``{precision: {"precision", "rows", "auroc", "source"}}``, as written).
 
     ``max_impostors``: above this many impostor pairs a uniform sample (seeded by ``seed``)
@@ -132,11 +128,7 @@ def calibrate_thresholds(
         }  # fmt: skip
         logger.info("%s: AUROC %.4f", prec, t["auroc"])
     if write:
-        for table in tables.values():
-            validate_table(table, f"{bundle_dir} ({table['precision']})")
-        manifest = read_manifest(bundle_dir)
-        manifest.setdefault("thresholds", {}).update(tables)
-        write_manifest(bundle_dir, manifest)
+        commit_tables(bundle_dir, tables, replace=replace)
     return tables
 
 

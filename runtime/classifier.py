@@ -115,6 +115,7 @@ class Classifier:
         if g.dim != self.bundle.embedding_dim:
             raise GalleryError(f"{g.path}: {g.dim}-d embeddings, the bundle makes "
                                f"{self.bundle.embedding_dim}-d")  # fmt: skip
+        g.check_embeddings()  # a flipped bit is refused before the first search (one fast pass)
         self.gallery = g
         self.operating_point: OperatingPoint = bundle_operating_point(
             self.bundle, precision, fpr, threshold
@@ -174,6 +175,7 @@ class Classifier:
             per_query = top_labels(emb[start : start + _QUERY_BLOCK], self._matrix,
                                    self._label_ids, want)  # fmt: skip
             for found in per_query:
+                _check_scores(self.gallery.path, found)
                 cands = [Candidate(self._labels[li], self._parents[li], score,
                                    int(self._ids[row])) for li, score, row in found]  # fmt: skip
                 best = cands[0]
@@ -196,3 +198,17 @@ class Classifier:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+#: Scores live in [0, 1]; float16 rounding of unit vectors can pass 1 by this much.
+_SCORE_SLACK = 2e-3
+
+
+def _check_scores(path: Any, found: Sequence[Any]) -> None:
+    """A score outside [0, 1] (or NaN) means a non-unit vector reached the search: refuse it
+    rather than report a match with score 1.97."""
+    for _li, score, _row in found:
+        if not (-_SCORE_SLACK <= score <= 1.0 + _SCORE_SLACK):
+            raise GalleryError(f"{path}: similarity score {score!r} outside [0, 1]: the gallery "
+                               "or the query holds a vector that is not unit-length (corrupt "
+                               "gallery or failed embedding)")  # fmt: skip

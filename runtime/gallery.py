@@ -23,6 +23,7 @@ import os
 import struct
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from typing import (
 
 import numpy as np
 
-from .atomic import fsync_dir
+from .atomic import fsync_dir, mode_for
 from .errors import FingerprintMismatchError, GalleryError
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,12 @@ _HEAD = struct.Struct("<8sIIIIQ32s")
 _SECTION = struct.Struct("<QQ32s")
 _RESERVED_AT = _HEAD.size + len(SECTIONS) * _SECTION.size  # 256
 _HEADER_SHA_AT = HEADER_SIZE - 32  # 288: SHA-256 of bytes [0, 288)
+#: At byte 256 (after the section table): a marker and the 64-bit wrap-around sum of the
+#: embedding block read as little-endian uint64 words (zero-padded to 8 bytes). Any single
+#: flipped bit changes it; it is checked at memory bandwidth before the first search.
+_SUM64 = struct.Struct("<8sQ")
+_SUM64_AT = 256
+SUM64_MARKER = b"SUM64LE\0"
 # Schema 1 (read only): magic, version, dim, dtype, reserved, count, table off/len, emb off/len,
 # table sha256; the embedding sha256 follows; 128 bytes.
 _HEAD_V1 = struct.Struct("<8sIIII QQQQQ 32s")
@@ -103,13 +110,25 @@ def fingerprint_digest(fingerprint: Dict[str, str]) -> bytes:
     return hashlib.sha256(canon.encode("ascii")).digest()
 
 
+#: Fingerprint fields whose value is JSON text: compared as parsed values, so a gallery written
+#: by another encoder (compact Kotlin/Swift JSON, other key order) with the same values matches.
+JSON_FINGERPRINT_FIELDS = ("preprocess",)
+
+
+def _same_json(a: Optional[str], b: Optional[str]) -> bool:
+    try:
+        return a is not None and b is not None and json.loads(a) == json.loads(b)
+    except ValueError:
+        return False
+
+
 def describe_fingerprint_difference(have: Dict[str, str], expected: Dict[str, str]) -> List[str]:
     """One human line per differing fingerprint field (model hash, artifact, precision,
     pre-processing, or any other recorded key)."""
     out = []
     for key in sorted(set(have) | set(expected), key=lambda k: (k not in FINGERPRINT_FIELDS, k)):
         a, b = have.get(key), expected.get(key)
-        if a == b:
+        if a == b or (key in JSON_FINGERPRINT_FIELDS and _same_json(a, b)):
             continue
         name = FINGERPRINT_FIELDS.get(key, key)
         if key == "preprocess" and a and b:
@@ -181,6 +200,8 @@ class Gallery:
         self._entries: Optional[List[Entry]] = None
         self._labels: Optional[List[str]] = None
         self._label_ids: Optional[np.ndarray[Any, Any]] = None
+        self._sum64: Optional[int] = None
+        self._embeddings_checked = False
 
     # --- sections (parsed lazily, checksum verified on first use) ----------------------------
     def _section(self, name: str) -> Dict[str, Any]:
@@ -287,6 +308,23 @@ class Gallery:
                 f"BUNDLE {self.path} --precision {prec}"
             )
 
+    def check_embeddings(self) -> None:
+        """Verify the embedding block once per opened snapshot, at memory bandwidth: its
+        64-bit word sum (files written before the sum existed: the full SHA-256). Called
+        before the first search and before any change re-checksums the block, so corrupt
+        data is never searched silently nor "repaired" into a valid-looking file."""
+        if self._embeddings_checked:
+            return
+        if self._sum64 is None:
+            self.verify()
+        else:
+            raw = self.embeddings.reshape(-1).view(np.uint8)
+            if sum64(raw) != self._sum64:
+                raise GalleryError(f"{self.path}: embedding data checksum mismatch (corrupt "
+                                   "file: a flipped bit or a partial overwrite); restore it or "
+                                   "rebuild it from its sources (docedge gallery rebuild)")  # fmt: skip
+        self._embeddings_checked = True
+
     def verify(self) -> None:
         """Check every section's SHA-256, including the embedding block (a full read)."""
         for name in ("meta", "labels", "records"):
@@ -299,6 +337,7 @@ class Gallery:
             h.update(np.ascontiguousarray(flat[start : start + step]).view(np.uint8).data)
         if h.hexdigest() != self._emb_sha256:
             raise GalleryError(f"{self.path}: embedding data checksum mismatch (corrupt file)")
+        self._embeddings_checked = True
 
     # --- open / create ----------------------------------------------------------------------
     @classmethod
@@ -383,6 +422,7 @@ class Gallery:
                 raise GalleryError(f"{self.path}: labels must be non-empty strings, got {lbl!r}")
         with _locked(self.path, self.lock_timeout):
             cur = Gallery.open(self.path)
+            cur.check_embeddings()
             existing = set(cur.labels)
             dup = sorted({lbl for lbl in labels if lbl in existing})
             if dup:
@@ -416,6 +456,7 @@ class Gallery:
         Nothing is written when nothing matches."""
         with _locked(self.path, self.lock_timeout):
             cur = Gallery.open(self.path)
+            cur.check_embeddings()
             drop_labels, drop_ids = set(labels), {int(i) for i in ids}
             keep = [row for row, (i, lbl) in enumerate(zip(cur.ids, cur.row_labels))
                     if lbl not in drop_labels and i not in drop_ids]  # fmt: skip
@@ -464,7 +505,7 @@ class Gallery:
         target = Path(out_path) if out_path is not None else self.path
         with _locked(self.path, self.lock_timeout):
             cur = Gallery.open(self.path)
-            row_of = {i: r for r, i in enumerate(cur.ids)}
+            row_of = {i: r for r, i in enumerate(cur.ids)}  # old embeddings are not kept
             pairs = sorted((row_of[i], k) for k, i in enumerate(ids) if i in row_of)
             rows = [r for r, _ in pairs]
             kept = [cur.ids[r] for r in rows]
@@ -592,8 +633,10 @@ def _commit(path: Path, meta: Dict[str, Any], cols: Dict[str, List[Any]],
     e_len = count * dim * le.itemsize
 
     target = Path(path)
+    mode = mode_for(target)  # a new gallery follows the umask; a replaced one keeps its mode
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(b"\0" * HEADER_SIZE)  # placeholder: the real header is written last
             _crash_point("header")
@@ -602,14 +645,17 @@ def _commit(path: Path, meta: Dict[str, Any], cols: Dict[str, List[Any]],
             f.write(b"\0" * (e_off - pos))
             _crash_point("table")
             h = hashlib.sha256()
+            total = _Sum64()
             rows = 0
             for block in blocks:
                 b = np.ascontiguousarray(block, dtype=le)
                 if b.ndim != 2 or b.shape[1] != dim:
                     raise GalleryError(f"{path}: internal error: block of shape {b.shape}")
                 rows += b.shape[0]
-                view = b.view(np.uint8).data
+                raw = b.view(np.uint8).reshape(-1)
+                view = raw.data
                 h.update(view)
+                total.update(raw)
                 f.write(view)
             if rows != count:
                 raise GalleryError(f"{path}: internal error: wrote {rows} rows, expected {count}")
@@ -620,6 +666,7 @@ def _commit(path: Path, meta: Dict[str, Any], cols: Dict[str, List[Any]],
             head = _HEAD.pack(MAGIC, SCHEMA_VERSION, HEADER_SIZE, dim, DTYPE_CODES[dtype],
                               count, fp_sha)  # fmt: skip
             head += b"".join(_SECTION.pack(*s) for s in sections)
+            head = head.ljust(_SUM64_AT, b"\0") + _SUM64.pack(SUM64_MARKER, total.value())
             head = head.ljust(_HEADER_SHA_AT, b"\0")
             head += hashlib.sha256(head).digest()
             f.seek(0)
@@ -636,6 +683,77 @@ def _commit(path: Path, meta: Dict[str, Any], cols: Dict[str, List[Any]],
         raise
     _crash_point("after-rename")
     fsync_dir(target.parent)
+
+
+def _validate_section(p: Path, name: str, obj: Dict[str, Any]) -> None:
+    """Types and invariants of a parsed section (a crafted file with valid checksums must be a
+    GalleryError here, never a KeyError/TypeError deep inside the classifier)."""
+    def is_int(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def opt_str(x: Any) -> bool:
+        return x is None or isinstance(x, str)
+
+    if name == "meta":
+        fp = obj.get("fingerprint")
+        if not isinstance(fp, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in fp.items()):  # fmt: skip
+            raise _bad(p, "meta section: 'fingerprint' must be an object of strings")
+        if not is_int(obj.get("next_id")) or obj["next_id"] < 0:
+            raise _bad(p, "meta section: 'next_id' must be a non-negative integer")
+    elif name == "labels":
+        ids, labels, parents = obj["id"], obj["label"], obj["parent"]
+        if not all(is_int(i) and i >= 0 for i in ids):
+            raise _bad(p, "labels section: entry ids must be non-negative integers")
+        if len(set(ids)) != len(ids):
+            raise _bad(p, "labels section: duplicate entry ids")
+        if not all(isinstance(x, str) and x for x in labels):
+            raise _bad(p, "labels section: labels must be non-empty strings")
+        if not all(opt_str(x) for x in parents):
+            raise _bad(p, "labels section: parents must be strings or null")
+    elif name == "records":
+        for col in ("source", "sha256", "added"):
+            if col in obj and not all(opt_str(x) for x in obj[col]):
+                raise _bad(p, f"records section: {col!r} values must be strings or null")
+        if "meta" in obj and not all(isinstance(x, dict) for x in obj["meta"]):
+            raise _bad(p, "records section: 'meta' values must be objects")
+
+
+class _Sum64:
+    """Streaming 64-bit wrap-around sum of a byte stream read as little-endian uint64 words."""
+
+    def __init__(self) -> None:
+        self._sum = 0
+        self._tail = b""
+
+    def update(self, raw: np.ndarray[Any, Any]) -> None:
+        data = np.asarray(raw, np.uint8).reshape(-1)
+        if self._tail:
+            need = 8 - len(self._tail)
+            head, data = data[:need].tobytes(), data[need:]
+            self._tail += head
+            if len(self._tail) < 8:
+                return
+            self._sum += int.from_bytes(self._tail, "little")
+            self._tail = b""
+        whole = data.size // 8 * 8
+        if whole:
+            words = np.frombuffer(np.ascontiguousarray(data[:whole]).data, dtype="<u8")
+            self._sum += int(words.sum(dtype=np.uint64))
+        self._tail = data[whole:].tobytes()
+
+    def value(self) -> int:
+        total = self._sum
+        if self._tail:
+            total += int.from_bytes(self._tail.ljust(8, b"\0"), "little")
+        return total % (1 << 64)
+
+
+def sum64(raw: np.ndarray[Any, Any]) -> int:
+    """The embedding block's fast checksum (see ``_SUM64``)."""
+    s = _Sum64()
+    s.update(raw)
+    return s.value()
 
 
 def _bad(p: Path, what: str) -> GalleryError:
@@ -675,6 +793,8 @@ def _parse(p: Path, head: bytes, size: int, f: BinaryIO,
     if e_off % ALIGN or e_len != count * dim * np.dtype(_LE[dtype]).itemsize:
         raise _bad(p, "inconsistent header: embedding block size or alignment (truncated or "
                       "corrupt file)")  # fmt: skip
+    marker, emb_sum = _SUM64.unpack_from(head, _SUM64_AT)
+    fast_sum = emb_sum if marker == SUM64_MARKER else None
     mm: np.ndarray[Any, Any] = np.memmap(f, dtype=np.uint8, mode="r", shape=(size,))
 
     def loader(name: str, columns: Tuple[str, ...]) -> Callable[[], Dict[str, Any]]:
@@ -693,6 +813,7 @@ def _parse(p: Path, head: bytes, size: int, f: BinaryIO,
             for c in columns:
                 if not isinstance(obj.get(c), list) or len(obj[c]) != count:
                     raise _bad(p, f"{name} section: column {c!r} missing or not {count} long")
+            _validate_section(p, name, obj)
             return obj
 
         return load
@@ -700,7 +821,9 @@ def _parse(p: Path, head: bytes, size: int, f: BinaryIO,
     sections = {"meta": loader("meta", ()), "labels": loader("labels", LABEL_COLUMNS),
                 "records": loader("records", RECORD_COLUMNS)}  # fmt: skip
     emb = mm[e_off : e_off + e_len].view(_LE[dtype]).reshape(count, dim)
-    return Gallery(p, emb, dtype, dim, version, sections, e_sha.hex(), fp_sha, lock_timeout)
+    g = Gallery(p, emb, dtype, dim, version, sections, e_sha.hex(), fp_sha, lock_timeout)
+    g._sum64 = fast_sum
+    return g
 
 
 def _parse_v1(p: Path, head: bytes, size: int, f: BinaryIO,
@@ -756,12 +879,43 @@ def _parse_v1(p: Path, head: bytes, size: int, f: BinaryIO,
 def _locked(path: Path, timeout: Optional[float] = None) -> Iterator[None]:
     """Exclusive writer lock on ``<path>.lock``: waits up to ``timeout`` seconds (default
     ``$DOCEDGE_GALLERY_LOCK_TIMEOUT`` or 30), then raises :class:`GalleryError`. The lock is
-    released when the holder exits or dies (the lock file itself stays)."""
+    released when the holder exits or dies (the lock file itself stays).
+
+    Re-entrant within a thread, so a whole read-plan-embed-commit (a register sync, a rebuild)
+    holds it from its first read to its commit, while the mutations it calls lock again;
+    other threads of the process wait like other processes do."""
     if timeout is None:
         timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, "30"))
+    key = str(path.resolve())
+    with _PROCESS_LOCKS_GUARD:
+        rlock = _PROCESS_LOCKS.setdefault(key, threading.RLock())
+    if not rlock.acquire(timeout=max(timeout, 0.0)):
+        raise GalleryError(f"{path}: locked by another writer thread for more than {timeout:g} s")
+    try:
+        depth = _HELD.get(key, 0)
+        _HELD[key] = depth + 1
+        try:
+            if depth:
+                yield
+            else:
+                with _flocked(path, timeout):
+                    yield
+        finally:
+            _HELD[key] -= 1
+    finally:
+        rlock.release()
+
+
+_PROCESS_LOCKS: Dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+_HELD: Dict[str, int] = {}  # guarded by the per-path RLock
+
+
+@contextmanager
+def _flocked(path: Path, timeout: float) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(lock_path), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(str(lock_path), os.O_RDWR | os.O_CREAT, 0o666)
     deadline = time.monotonic() + timeout
     try:
         while not _try_lock(fd, lock_path):
@@ -780,6 +934,12 @@ def _locked(path: Path, timeout: Optional[float] = None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def writer_lock(path: Union[str, Path], timeout: Optional[float] = None) -> Any:
+    """The gallery's writer lock as a context manager, for read-modify-write sequences that
+    span several calls (plan from a snapshot taken under the lock, then commit)."""
+    return _locked(Path(path), timeout)
 
 
 def _lock_holder(lock_path: Path) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .embedder import Embedder
 from .errors import GalleryError
-from .gallery import Gallery
+from .gallery import Gallery, writer_lock
 from .hashing import sha256_file
 from .register import scan_register
 
@@ -118,6 +118,14 @@ def sync_register(
     root = Path(register_dir)
     if not root.is_dir():
         raise GalleryError(f"{root}: register folder not found")
+    # Planned and committed under the writer lock: two concurrent syncs cannot both add the
+    # same files, and no change acknowledged meanwhile is lost.
+    with writer_lock(gallery_path):
+        return _sync_locked(gallery_path, embedder, root, dtype)
+
+
+def _sync_locked(gallery_path: Union[str, Path], embedder: Embedder, root: Path,
+                 dtype: str) -> SyncReport:  # fmt: skip
     gallery = open_or_create(gallery_path, embedder, dtype)
     origin = f"register:{root.resolve()}"
     report = SyncReport()
@@ -168,7 +176,13 @@ def add_images(gallery_path: Union[str, Path], embedder: Embedder,
     atomic change. A label already registered gets another exemplar (reported)."""
     if labels is not None and len(labels) != len(paths):
         raise GalleryError(f"{len(labels)} labels for {len(paths)} paths")
-    gallery = open_or_create(gallery_path, embedder, dtype)
+    with writer_lock(gallery_path):
+        gallery = open_or_create(gallery_path, embedder, dtype)
+        return _add_locked(gallery, embedder, paths, labels)
+
+
+def _add_locked(gallery: Gallery, embedder: Embedder, paths: Sequence[Union[str, Path]],
+                labels: Optional[Sequence[str]]) -> SyncReport:  # fmt: skip
     report = SyncReport()
     files: List[Path] = []
     names: List[str] = []
@@ -200,7 +214,16 @@ def rebuild(gallery_path: Union[str, Path], embedder: Embedder,
     ``drop_missing``, a gallery with unusable sources is left untouched and
     :class:`GalleryError` lists them; with it, those entries are dropped (``failed``).
     """
+    # The whole rebuild holds the writer lock: an add acknowledged meanwhile would otherwise be
+    # dropped by the re-embedded commit.
+    with writer_lock(gallery_path):
+        return _rebuild_locked(gallery_path, embedder, out_path, drop_missing)
+
+
+def _rebuild_locked(gallery_path: Union[str, Path], embedder: Embedder,
+                    out_path: Optional[Union[str, Path]], drop_missing: bool) -> SyncReport:  # fmt: skip
     old = Gallery.open(gallery_path)
+    old.check_embeddings()
     report = SyncReport()
     usable = []
     for e in old.entries:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from .bundle import Bundle, read_manifest, write_manifest
+from .bundle import Bundle
 from .errors import ThresholdError
 
 logger = logging.getLogger(__name__)
@@ -184,10 +184,49 @@ def bundle_operating_point(
                            where=f"{bundle.path} ({precision})")  # fmt: skip
 
 
+def commit_tables(bundle_dir: Union[str, Path], tables: Dict[str, Dict[str, Any]],
+                  replace: bool = False) -> None:  # fmt: skip
+    """Record ``{precision: table}`` in the bundle in one atomic manifest commit.
+
+    A precision that already has a table keeps it unless ``replace``: a table measured on a
+    large set must not be swapped silently for one from a small folder. A replaced table's
+    provenance stays in the new one (``source.replaces``).
+    """
+    from .bundle_commit import BundleTransaction
+
+    for precision, table in tables.items():
+        validate_table(table, f"{bundle_dir} ({precision})")
+    with BundleTransaction(bundle_dir) as tx:
+        have = tx.manifest.get("thresholds") or {}
+        listed = {a.get("precision") for a in tx.manifest.get("artifacts", [])
+                  if a.get("format") == "onnx"}  # fmt: skip
+        for precision, table in tables.items():
+            old = have.get(precision)
+            if old and not replace:
+                src = old.get("source") or {}
+                what = src.get("origin") or src.get("attached_from") or "unknown origin"
+                pairs = src.get("impostor_pairs")
+                raise ThresholdError(
+                    f"{bundle_dir}: already has a {precision} table ({what}"
+                    + (f", {pairs:,} impostor pairs" if isinstance(pairs, int) else "")
+                    + "); replacing it needs --replace (replace=True)"
+                )
+            if old:
+                table = dict(table, source=dict(table.get("source") or {},
+                                                replaces=old.get("source") or {}))  # fmt: skip
+            if precision not in listed:
+                logger.warning("%s: no onnx artifact of precision %s yet; table attached anyway",
+                               bundle_dir, precision)  # fmt: skip
+            have[precision] = table
+        tx.manifest["thresholds"] = have
+
+
 def attach_table(bundle_dir: Union[str, Path], precision: str,
-                 table: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:  # fmt: skip
+                 table: Union[str, Path, Dict[str, Any]],
+                 replace: bool = False) -> Dict[str, Any]:  # fmt: skip
     """Record a TPR@FPR table (a JSON file path or a dict) as the bundle's table for
-    ``precision``; the manifest is rewritten atomically. Returns the table as written.
+    ``precision``; the manifest is rewritten atomically (an existing table is replaced only
+    with ``replace``). Returns the table as written.
 
     A table that names another ``precision`` is refused. Provenance is kept: the table's
     ``source`` plus ``attached_from`` (the file) and ``attached_at``."""
@@ -206,16 +245,7 @@ def attach_table(bundle_dir: Union[str, Path], precision: str,
     data["source"] = dict(data.get("source") or {}, attached_from=origin,
                           attached_at=_dt.datetime.now(_dt.timezone.utc)
                           .replace(microsecond=0).isoformat())  # fmt: skip
-    manifest = read_manifest(bundle_dir)
-    precisions = {a.get("precision") for a in manifest.get("artifacts", [])
-                  if a.get("format") == "onnx"}  # fmt: skip
-    if precision not in precisions:
-        logger.warning("%s: no onnx artifact of precision %s yet; table attached anyway",
-                       bundle_dir, precision)  # fmt: skip
-    tables = manifest.get("thresholds") or {}
-    tables[precision] = data
-    manifest["thresholds"] = tables
-    write_manifest(bundle_dir, manifest)
+    commit_tables(bundle_dir, {precision: data}, replace=replace)
     logger.info("%s: threshold table attached for %s (%d rows)", bundle_dir, precision,
                 len(data["rows"]))  # fmt: skip
     return data

@@ -6,7 +6,7 @@ Two labelled synthetic sets of document types the demo model never saw (type ids
 one calibrates the thresholds, the other checks parity. Exits 0 when every artifact passes
 its checks, 1 otherwise (like `docedge parity`). The same from the shell:
 
-    docedge calibrate thresholds BUNDLE --images WORK/calibration
+    docedge calibrate thresholds BUNDLE --images WORK/calibration --replace
     docedge parity BUNDLE --images WORK/evaluation --report WORK/report
 """
 
@@ -26,7 +26,9 @@ calibration, evaluation = work / "calibration", work / "evaluation"
 write_documents(calibration, types=30, per_type=4, first_type_id=600, capture_strength=0.7)
 write_documents(evaluation, types=20, per_type=4, first_type_id=700, capture_strength=0.7)
 
-for table in calibrate_thresholds(bundle, calibration).values():  # per precision, into the manifest
+# Per precision, into the manifest; replace=True: this QA run's tables supersede the model card's
+# (the old tables' provenance stays in each new table's source.replaces).
+for table in calibrate_thresholds(bundle, calibration, replace=True).values():
     print(describe_table(table), end="\n\n")
 
 tolerances = load_tolerances(overrides={"int8": {"neighbour_agreement": 0.95}})  # one more check

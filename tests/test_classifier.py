@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from docedge.runtime import Embedder, ThresholdError
-from docedge.runtime.bundle import read_manifest
+from docedge.runtime.bundle import load_bundle, read_manifest, write_manifest
 from docedge.runtime.classifier import Classifier
 from docedge.runtime.errors import FingerprintMismatchError
 from docedge.runtime.gallery import Gallery
@@ -100,28 +100,30 @@ def test_threshold_is_taken_from_the_table_of_the_running_precision(
     assert "fp32" in read_manifest(bundle_copy)["thresholds"]
 
 
-def test_match_is_strictly_greater_than_threshold():
+def test_match_is_strictly_greater_than_threshold(bundle_copy, tmp_path):
+    """A query scoring exactly the threshold is unknown (DocClassifier's ``score > t``)."""
     assert operating_point(None, threshold=0.5).threshold == 0.5
-    from docedge.runtime.classifier import Classifier as C
+    from docedge.runtime.gallery import Gallery
 
-    clf = C.__new__(C)
-    clf.operating_point = operating_point(None, threshold=0.75)
-    g = np.eye(2, 256, dtype=np.float32)
-    clf._matrix = g
-    clf._labels, clf._label_ids, clf._parents = ["a", "b"], np.array([0, 1]), [None, None]
-    clf._ids, clf.top_k = np.array([10, 11]), 2
+    fp = load_bundle(bundle_copy).fingerprint("fp32")
+    g = Gallery.create(tmp_path / "g.gal", fp, dtype="float32")
+    g.add(np.eye(2, 256, dtype=np.float32), ["a", "b"])
+    clf = Classifier(bundle_copy, g.path, threshold=0.75, top_k=2)
     q = np.zeros((1, 256), np.float32)
     q[0, 0], q[0, 2] = 0.5, np.sqrt(0.75)  # cos 0.5 -> score exactly 0.75
     (d,) = clf.decide(q)
     assert d.score == pytest.approx(0.75) and d.label is None
-    assert d.best.label == "a" and d.best.entry_id == 10 and d.margin == pytest.approx(0.25)
+    assert d.best.label == "a" and d.margin == pytest.approx(0.25)
+    q[0, 0], q[0, 2] = 0.52, np.sqrt(1 - 0.52**2)  # just above
+    (d,) = clf.decide(q)
+    assert d.label == "a" and d.best.entry_id == g.ids[0]
 
 
 def test_gallery_made_with_another_precision_or_model_is_refused(bundle_copy, register, tmp_path):
     sync_register(tmp_path / "g.gal", Embedder(bundle_copy), register)
     m = read_manifest(bundle_copy)
     m["model"]["source"]["sha256"] = "0" * 64
-    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    write_manifest(bundle_copy, m)
     with pytest.raises(FingerprintMismatchError, match="model_sha256"):
         Classifier(bundle_copy, tmp_path / "g.gal", threshold=0.5)
 

@@ -7,8 +7,9 @@ import onnx
 import pytest
 import torch
 
+from docedge.export.bundle_writer import export_bundle
 from docedge.export.check_images import check_batch
-from docedge.export.gates import GateError, export_bundle, torch_embed
+from docedge.export.gates import GateError, torch_embed
 from docedge.export.model import build_model
 from docedge.export.onnx_export import get_metadata
 from docedge.export.reference import ReferenceModel

@@ -70,21 +70,13 @@ def gpu_bundle(tmp_path_factory):
     if given:
         return load_bundle(given)
     try:
-        from docedge.calibration.int8 import calibrate_int8
-        from docedge.export.bundle_writer import export_bundle
-        from docedge.export.fp16 import add_fp16_artifact
+        from docedge.calibration.pipeline import make_bundle
         from docedge.export.reference import load_reference
-        from docedge.synth.dataset import write_documents
     except ImportError as e:
         pytest.skip(f"no DOCEDGE_GPU_TEST_BUNDLE and cannot export one here ({e}); export a "
                     "bundle on a workstation and set DOCEDGE_GPU_TEST_BUNDLE=/path/to/bundle")
     root = tmp_path_factory.mktemp("gpu")
-    ref = load_reference()
-    export_bundle(root / "b", reference=ref)
-    add_fp16_artifact(root / "b", ref)
-    write_documents(root / "calib", types=64, per_type=4, first_type_id=600, capture_strength=0.6)
-    calibrate_int8(root / "b", root / "calib", reference=ref, progress=False)
-    return load_bundle(root / "b")
+    return make_bundle(root / "b", load_reference(), ("fp32", "fp16", "int8"), progress=False).bundle
 
 
 @pytest.fixture(scope="module")

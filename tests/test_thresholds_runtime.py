@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from docedge.runtime.bundle import SCHEMA_NAME, load_bundle, read_manifest
+from docedge.runtime.bundle import load_bundle, read_manifest
 from docedge.runtime.errors import ThresholdError
 from docedge.runtime.thresholds import (
     DEFAULT_FPR,
@@ -123,15 +123,14 @@ def test_malformed_tables_are_refused(table, message):
 
 
 @pytest.fixture()
-def bundle_dir(tmp_path):
-    d = tmp_path / "bundle"
-    d.mkdir()
-    manifest = {"schema": SCHEMA_NAME, "schema_version": 1, "model": {"model_cfg": None},
-                "artifacts": [{"file": "model_fp32.onnx", "format": "onnx", "precision": "fp32",
-                               "sha256": "0" * 64, "size": 1}],
-                "thresholds": {}}  # fmt: skip
-    (d / "manifest.json").write_text(json.dumps(manifest))
-    return d
+def bundle_dir(bundle_copy):
+    """A real bundle without threshold tables."""
+    from docedge.runtime.bundle import read_manifest, write_manifest
+
+    m = read_manifest(bundle_copy)
+    m["thresholds"] = {}
+    write_manifest(bundle_copy, m)
+    return bundle_copy
 
 
 def test_attach_a_table_from_a_json_file(bundle_dir, tmp_path):
@@ -144,7 +143,8 @@ def test_attach_a_table_from_a_json_file(bundle_dir, tmp_path):
     written = read_manifest(bundle_dir)["thresholds"]["fp32"]
     assert written["rows"] == table["rows"] and written["source"]["data"] == "my 40 classes"
     assert written["source"]["attached_from"] == str(path.resolve())
-    assert [p.name for p in bundle_dir.iterdir()] == ["manifest.json"]  # atomic: no temp left
+    left = sorted(p.name for p in bundle_dir.iterdir())  # atomic: no temporary file left
+    assert left == [".docedge-bundle.lock", "manifest.json", "model_fp32.onnx"]
     b = load_bundle(bundle_dir, verify=False)
     assert bundle_operating_point(b, "fp32").threshold == 0.81
     # a precision uses its own table only

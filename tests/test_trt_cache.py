@@ -27,6 +27,7 @@ from docedge.calibration.trt_cache import (
 )
 from docedge.export.check_images import write_check_images
 from docedge.runtime import load_bundle
+from docedge.runtime.bundle import write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,7 @@ def test_cache_for_other_model_or_data_is_refused(int8_bundle, tmp_path):
     for a in m["artifacts"]:
         if a["format"] == "trt-calibration-cache":
             a["model_sha256"] = "f" * 64
-    (dst / "manifest.json").write_text(json.dumps(m))
+    write_manifest(dst, m)
     with pytest.raises(CalibrationCacheError, match="bundle's fp32 model"):
         load_calibration_cache(load_bundle(dst))
     # A cache file edited after the manifest was written.

@@ -35,6 +35,9 @@ def register_thresholds(subparsers: Any, /) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed of the impostor sample")
     t.add_argument("--providers", default="cpu", help="ONNX Runtime providers, e.g. cuda,cpu")
     t.add_argument("--dry-run", action="store_true", help="print the tables, do not write")
+    t.add_argument("--replace", action="store_true",
+                   help="replace tables the bundle already has (their provenance is kept in "
+                   "the new table's source.replaces); without it an existing table is refused")
     add_json_flag(t)
     t.set_defaults(func=run)
 
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     providers = [p for p in args.providers.split(",") if p] or ["cpu"]
     tables = calibrate_thresholds(args.bundle, args.images, precs,
                                   max_impostors=args.max_impostors, write=not args.dry_run,
-                                  seed=args.seed, providers=providers)  # fmt: skip
+                                  seed=args.seed, replace=args.replace,
+                                  providers=providers)  # fmt: skip
     if args.json:
         print_json({"ok": True, "bundle": str(args.bundle), "written": not args.dry_run,
                     "tables": tables})  # fmt: skip
