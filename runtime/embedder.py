@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Union
 
+import cv2
 import numpy as np
 
 from .backends import Backend, create_backend
 from .bundle import Bundle, load_bundle
 from .errors import ImageError
-from .preprocess import ImageInput, load_image, preprocess_bgr
+from .preprocess import ImageInput, describe_source, load_image, preprocess_bgr
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,14 @@ class Embedder:
 
         def flush() -> None:
             if pending:
-                emb[pending] = self.backend.run(buf[: len(pending)])
-                ok[pending] = True
+                out = self.backend.run(buf[: len(pending)])
+                finite = np.all(np.isfinite(out), axis=1)
+                for row, i in enumerate(pending):
+                    if finite[row]:
+                        emb[i], ok[i] = out[row], True
+                    else:
+                        errors[i] = ImageError(describe_source(images[i], i),
+                                               "the model produced a non-finite embedding")  # fmt: skip
                 pending.clear()
 
         for i, item in enumerate(images):
@@ -117,6 +124,11 @@ class Embedder:
             except ImageError as e:
                 logger.warning("skipping image: %s", e)
                 errors[i] = e
+                continue
+            except (cv2.error, MemoryError, ValueError) as e:  # never abort the whole batch
+                err = ImageError(describe_source(item, i), f"cannot pre-process ({e})")
+                logger.warning("skipping image: %s", err)
+                errors[i] = err
                 continue
             pending.append(i)
             if len(pending) == self.batch_size:
