@@ -31,7 +31,7 @@ from onnx import numpy_helper
 from docedge.export.check_images import check_batch, document_check_batch
 from docedge.export.gates import GateError, ort_embed, reference_embed
 from docedge.export.manifest import CHECK_IMAGES, onnx_metadata
-from docedge.export.onnx_export import save_onnx, set_metadata
+from docedge.export.onnx_io import save_onnx, set_metadata
 from docedge.export.provenance import producer_versions, utc_now
 from docedge.export.verify import agreement
 from docedge.runtime.bundle import load_bundle

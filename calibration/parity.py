@@ -71,10 +71,43 @@ CHECKS: Dict[str, str] = {
 
 #: Default tolerances per precision (overridable by config file and keyword/flags).
 DEFAULT_TOLERANCES: Dict[str, Dict[str, float]] = {
-    "fp32": {"cos_min": 0.99999, "decision_agreement": 0.999, "tpr_drop_at_1e-2": 0.01},
-    "fp16": {"cos_min": 0.999, "decision_agreement": 0.99, "tpr_drop_at_1e-2": 0.01},
-    "int8": {"cos_mean": 0.99, "decision_agreement": 0.97, "tpr_drop_at_1e-2": 0.01},
+    "fp32": {"cos_min": 0.99999, "max_abs_diff": 1e-5, "decision_agreement": 0.999,
+             "tpr_drop_at_1e-2": 0.01},
+    "fp16": {"cos_min": 0.999, "cos_mean": 0.9995, "decision_agreement": 0.99,
+             "tpr_drop_at_1e-2": 0.01},
+    "int8": {"cos_min": 0.97, "cos_mean": 0.99, "decision_agreement": 0.97,
+             "tpr_drop_at_1e-2": 0.01},
 }
+
+
+def export_gates() -> Dict[str, Dict[str, float]]:
+    """The gates each precision passed at export/calibration (parity defaults are never looser)."""
+    from docedge.export.gates import (
+        FP16_MEAN_COSINE,
+        FP16_MIN_COSINE,
+        FP32_MAX_ABS_DIFF,
+        FP32_MIN_COSINE,
+    )
+
+    from .int8 import INT8_MEAN_COSINE, INT8_MIN_COSINE
+
+    return {"fp32": {"cos_min": FP32_MIN_COSINE, "max_abs_diff": FP32_MAX_ABS_DIFF},
+            "fp16": {"cos_min": FP16_MIN_COSINE, "cos_mean": FP16_MEAN_COSINE},
+            "int8": {"cos_min": INT8_MIN_COSINE, "cos_mean": INT8_MEAN_COSINE}}  # fmt: skip
+
+
+def looser_than_export(tol: Dict[str, Dict[str, Any]]) -> List[str]:
+    """One line per tolerance looser than (or switched off against) the export gate."""
+    out = []
+    for prec, gates in export_gates().items():
+        for check, gate in gates.items():
+            have = tol.get(prec, {}).get(check, "missing") if prec in tol else "missing"
+            upper = check == "max_abs_diff"
+            if have is None or have == "missing":
+                out.append(f"{prec}.{check} is not checked (export gate: {gate:g})")
+            elif (have > gate) if upper else (have < gate):
+                out.append(f"{prec}.{check} limit {have:g} is looser than the export gate {gate:g}")
+    return out
 
 #: At most this many disagreeing probes are listed per artifact in the JSON.
 MAX_EXAMPLES = 10
@@ -220,8 +253,21 @@ class ParityResult:
             "gallery": self.gallery, "operating_point": self.operating_point,
             "passed": self.passed, "failures": self.failures, "tolerances": self.tolerances,
             "reference_metrics": self.reference_metrics, "artifacts": self.artifacts,
-            "skipped": self.skipped, "notes": self.notes,
+            "skipped": self.skipped, "notes": self.notes, "environment": environment(),
         }  # fmt: skip
+
+
+def environment() -> Dict[str, Any]:
+    """Who verified: versions, the command line, the machine (recorded in every report)."""
+    import platform
+    import sys
+
+    from docedge.export.provenance import library_version
+
+    return {"docedge": DOCEDGE_VERSION, "python": platform.python_version(),
+            "onnxruntime": library_version("onnxruntime"), "numpy": np.__version__,
+            "torch": library_version("torch"), "platform": platform.platform(),
+            "machine": platform.machine(), "command": list(sys.argv)}  # fmt: skip
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -609,6 +655,9 @@ def run_parity(
                     agree.cos_mean, rec["decision_agreement"])  # fmt: skip
     if not result.artifacts:  # exit 0 must mean that something was verified
         result.run_failures.append("nothing compared: no artifact could run here (see skipped)")
+    tested = {a["precision"] for a in result.artifacts}
+    for line in looser_than_export({p: t for p, t in tol.items() if p in tested}):
+        result.notes.append(f"tolerance looser than at export: {line}")
     for a in result.artifacts:
         for c in a["checks"]:
             if c["passed"] is None:

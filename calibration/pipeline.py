@@ -93,7 +93,7 @@ def make_bundle(
     model, which calibrates on :data:`DEMO_CALIBRATION`.
     """
     from docedge.export.bundle_writer import export_bundle
-    from docedge.export.onnx_export import DEFAULT_OPSET
+    from docedge.export.onnx_export import DEFAULT_OPSET  # torch: export runs here anyway
 
     precs = parse_precisions(precisions)
     is_demo = reference.source.get("kind") == "demo-weights"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 import onnx
 
@@ -18,20 +18,20 @@ from docedge.runtime.bundle import load_bundle
 from docedge.runtime.bundle_commit import BundleTransaction
 
 from .check_images import check_batch
-from .gates import GateError, ort_embed, reference_embed
+from .gates import FP16_MEAN_COSINE, FP16_MIN_COSINE, GateError, ort_embed, reference_embed
 from .manifest import CHECK_IMAGES, onnx_metadata
-from .onnx_export import save_onnx, set_metadata
+from .onnx_io import save_onnx, set_metadata
 from .provenance import producer_versions, utc_now
-from .reference import ReferenceModel
 from .verify import agreement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .reference import ReferenceModel
 
 logger = logging.getLogger(__name__)
 
 FP16_FILE = "model_fp16.onnx"
 #: Op types kept in float32 (measured: see docs/int8.md, "FP16").
 DEFAULT_KEEP_FP32_OPS = ("ReduceMean", "Pow", "Sqrt", "ReduceL2")
-FP16_MIN_COSINE = 0.999
-FP16_MEAN_COSINE = 0.9995
 
 
 def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: fp32 export gate (ONNX Runtime vs PyTorch on the check images).
 FP32_MIN_COSINE = 0.99999
 FP32_MAX_ABS_DIFF = 1e-5
+#: fp16 conversion gate (cosine to the reference on the check images).
+FP16_MIN_COSINE = 0.999
+FP16_MEAN_COSINE = 0.9995
 #: Collapse guard: embeddings of different images must differ before parity means anything.
 MAX_MEAN_PAIRWISE_COSINE = 0.5
 

@@ -30,7 +30,7 @@ from .manifest import (
     onnx_metadata,
     prepare_bundle_dir,
 )
-from .onnx_export import fix_batch_axis, get_metadata, save_onnx, set_metadata
+from .onnx_io import fix_batch_axis, get_metadata, save_onnx, set_metadata
 from .provenance import producer_versions, utc_now
 
 logger = logging.getLogger(__name__)

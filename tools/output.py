@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any, Dict
 
 import numpy as np
@@ -21,8 +22,25 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+def json_safe(o: Any) -> Any:
+    """``o`` with NaN/Infinity replaced by None (strict JSON has no such numbers) and numpy
+    values converted."""
+    if isinstance(o, dict):
+        return {str(k): json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_safe(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return json_safe(o.tolist())
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
 def print_json(obj: Dict[str, Any]) -> None:
-    print(json.dumps(obj, indent=2, default=_default))
+    """Print one valid JSON object (no bare NaN: null)."""
+    print(json.dumps(json_safe(obj), indent=2, default=_default, allow_nan=False))
 
 
 def human_size(n: float) -> str:
