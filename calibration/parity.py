@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from docedge.export.provenance import utc_now
 from docedge.export.verify import agreement, cosine_rows
 from docedge.runtime import __version__ as DOCEDGE_VERSION
 from docedge.runtime.backends import create_backend
@@ -49,7 +50,6 @@ from .thresholds import (
     LabelledImages,
     fpr_key,
     table_from_embeddings,
-    utc_now,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def looser_than_export(tol: Dict[str, Dict[str, Any]]) -> List[str]:
     out = []
     for prec, gates in export_gates().items():
         for check, gate in gates.items():
-            have = tol.get(prec, {}).get(check, "missing") if prec in tol else "missing"
+            have: Any = tol.get(prec, {}).get(check, "missing") if prec in tol else "missing"
             upper = check == "max_abs_diff"
             if have is None or have == "missing":
                 out.append(f"{prec}.{check} is not checked (export gate: {gate:g})")

@@ -110,7 +110,7 @@ def make_bundle(
     if "int8" in precs:
         from .int8 import calibrate_int8
 
-        options = {"method": calib_method} if calib_method else {}
+        options: Dict[str, Any] = {"method": calib_method} if calib_method else {}
         with tempfile.TemporaryDirectory(prefix="docedge-calib-") as tmp:
             calib = calib_images
             if calib is None:

@@ -157,7 +157,7 @@ class Bundle:
         exists in the bundle as a regular file, not a symlink, with the recorded size and
         SHA-256."""
         for a in self.artifacts:
-            entries = [{"file": a.file, "size": a.size, "sha256": a.sha256}]
+            entries: List[Dict[str, Any]] = [{"file": a.file, "size": a.size, "sha256": a.sha256}]
             entries += [e for e in a.record.get("files") or [] if isinstance(e, dict)]
             for e in entries:
                 verify_file(self.path, str(e["file"]), int(e["size"]), str(e["sha256"]))

@@ -652,11 +652,10 @@ def _commit(path: Path, meta: Dict[str, Any], cols: Dict[str, List[Any]],
                 if b.ndim != 2 or b.shape[1] != dim:
                     raise GalleryError(f"{path}: internal error: block of shape {b.shape}")
                 rows += b.shape[0]
-                raw = b.view(np.uint8).reshape(-1)
-                view = raw.data
-                h.update(view)
-                total.update(raw)
-                f.write(view)
+                flat = b.view(np.uint8).reshape(-1)
+                h.update(flat.data)
+                total.update(flat)
+                f.write(flat.data)
             if rows != count:
                 raise GalleryError(f"{path}: internal error: wrote {rows} rows, expected {count}")
             _crash_point("data")
