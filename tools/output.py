@@ -10,6 +10,17 @@ from typing import Any, Dict
 import numpy as np
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--top-k 0`` is a usage error, not an IndexError)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (for machines)")
 

@@ -9,6 +9,7 @@ backend may serve several threads.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -63,8 +64,11 @@ class OnnxRuntimeBackend:
     ``providers``: names (``"cpu"``, ``"cuda"``, ``"tensorrt"`` or full ONNX Runtime names)
     or ``(name, options)`` pairs, in priority order; default CPU only. Every requested provider
     must be active in the created session, otherwise :class:`ProviderUnavailableError`.
-    ``intra_op_threads``: 0 lets ONNX Runtime decide. ``graph_optimization``: one of
-    ``disable|basic|extended|all``.
+    ``intra_op_threads``: 0 lets ONNX Runtime decide (one thread per physical core).
+    ``allow_spinning``: whether idle worker threads busy-wait for work (ONNX Runtime's default,
+    True). On a shared CPU spinning threads steal the core from other processes, so docedge's
+    default is False (``DOCEDGE_ORT_SPINNING=1`` restores ONNX Runtime's behaviour); see
+    docs/performance.md. ``graph_optimization``: one of ``disable|basic|extended|all``.
     """
 
     name = "onnxruntime"
@@ -79,6 +83,7 @@ class OnnxRuntimeBackend:
         graph_optimization: str = "all",
         input_name: str = "img",
         output_name: str = "feats",
+        allow_spinning: Optional[bool] = None,
     ) -> None:
         ort = import_onnxruntime()
         self.model_path = Path(model_path)
@@ -109,6 +114,13 @@ class OnnxRuntimeBackend:
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[graph_optimization]
         so.log_severity_level = 3
+        if allow_spinning is None:
+            allow_spinning = os.environ.get("DOCEDGE_ORT_SPINNING", "0") == "1"
+        self.allow_spinning = bool(allow_spinning)
+        spin = "1" if self.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        self.intra_op_threads = int(intra_op_threads)
         if not self.model_path.is_file():
             raise BundleError(f"{self.model_path}: ONNX file not found")
         # The session is made from the file's bytes, not its path: what runs is exactly what
@@ -164,6 +176,8 @@ class OnnxRuntimeBackend:
             "version": self._ort_version,
             "providers": list(self.providers),
             "precision": self.precision,
+            "intra_op_threads": self.intra_op_threads,
+            "allow_spinning": self.allow_spinning,
             "model": str(self.model_path),
         }
 

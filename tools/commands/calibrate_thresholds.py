@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..backend_flags import add_backend_flags, backend_options
 from ..output import add_json_flag, print_json
 
 
@@ -33,7 +34,7 @@ def register_thresholds(subparsers: Any, /) -> None:
                    help="use a uniform sample of N impostor pairs when there are more "
                    "(default 2,000,000; the count is recorded)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0, help="seed of the impostor sample")
-    t.add_argument("--providers", default="cpu", help="ONNX Runtime providers, e.g. cuda,cpu")
+    add_backend_flags(t, backend=False)
     t.add_argument("--dry-run", action="store_true", help="print the tables, do not write")
     t.add_argument("--replace", action="store_true",
                    help="replace tables the bundle already has (their provenance is kept in "
@@ -47,11 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from docedge.calibration.thresholds import calibrate_thresholds, describe_table
 
     precs = None if args.precision == "all" else [p for p in args.precision.split(",") if p]
-    providers = [p for p in args.providers.split(",") if p] or ["cpu"]
     tables = calibrate_thresholds(args.bundle, args.images, precs,
                                   max_impostors=args.max_impostors, write=not args.dry_run,
                                   seed=args.seed, replace=args.replace,
-                                  providers=providers)  # fmt: skip
+                                  **backend_options(args))  # fmt: skip
     if args.json:
         print_json({"ok": True, "bundle": str(args.bundle), "written": not args.dry_run,
                     "tables": tables})  # fmt: skip

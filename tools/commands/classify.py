@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
-from ..output import add_json_flag, print_json
+from ..backend_flags import add_backend_flags, backend_options
+from ..output import add_json_flag, positive_int, print_json
 
 
 def register(sub: Any) -> None:
@@ -23,12 +24,10 @@ def register(sub: Any) -> None:
         type=float,
         help="explicit threshold in the (cos+1)/2 score space (match: score > T)",
     )
-    p.add_argument("--top-k", type=int, default=5, help="labels reported per image (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5,
+                   help="labels reported per image (default 5)")
     p.add_argument("--precision", default="fp32")
-    p.add_argument(
-        "--providers", default="cpu", help="ONNX Runtime providers (cpu, cuda, tensorrt)"
-    )
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
+    add_backend_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -40,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from .embed import expand_images
 
     paths = expand_images(args.images)
-    options: Dict[str, Any] = {}
-    if args.backend == "onnxruntime":
-        options["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
+    options = backend_options(args)
     fpr = DEFAULT_FPR if args.fpr is None else args.fpr
     clf = Classifier(args.bundle, args.gallery, fpr=fpr, threshold=args.threshold,
                      precision=args.precision, top_k=args.top_k, backend=args.backend,

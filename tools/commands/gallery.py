@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict
 
+from ..backend_flags import add_backend_flags, backend_options
 from ..output import add_json_flag, human_size, print_json
 
 
@@ -13,8 +14,7 @@ def _embedder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", type=Path, help="model bundle directory")
     p.add_argument("gallery", type=Path, help="gallery file (created when absent)")
     p.add_argument("--precision", default="fp32", help="artifact to embed with (fp32/fp16/int8)")
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
-    p.add_argument("--providers", default="cpu", help="ONNX Runtime providers (cpu, cuda, ...)")
+    add_backend_flags(p)
 
 
 def register(sub: Any) -> None:
@@ -79,8 +79,7 @@ def _embedder(args: argparse.Namespace) -> Any:
     from docedge.runtime.embedder import Embedder
 
     options: Dict[str, Any] = {}
-    if args.backend == "onnxruntime":
-        options["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
+    options.update(backend_options(args))
     return Embedder(args.bundle, precision=args.precision, backend=args.backend, **options)
 
 
