@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .atomic import atomic_write_bytes
 from .errors import BundleError
-from .hashing import sha256_file
+from .hashing import sha256_bytes, sha256_file
 from .preprocess import PreprocessSpec
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,13 @@ class Artifact:
     sha256: str
     size: int
     record: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def variant(self) -> Optional[str]:
+        """``None`` for a main artifact; a name (``b1-unnormalized``, ``int8-dynamic``, ...) for
+        a variant of the same format and precision."""
+        v = self.record.get("variant")
+        return str(v) if v else None
 
     @classmethod
     def from_record(cls, rec: Dict[str, Any]) -> Artifact:
@@ -100,12 +107,15 @@ class Bundle:
 
     @property
     def precisions(self) -> List[str]:
-        return [a.precision for a in self.artifacts if a.format == "onnx"]
+        """Precisions of the main ONNX artifacts (variants such as fixed-shape copies excluded)."""
+        return [a.precision for a in self.artifacts if a.format == "onnx" and not a.variant]
 
-    def artifact(self, precision: str = "fp32", format: str = "onnx") -> Artifact:
-        """The artifact of that precision and format; :class:`BundleError` if absent."""
+    def artifact(self, precision: str = "fp32", format: str = "onnx", variant: Optional[str] = None
+                 ) -> Artifact:  # fmt: skip
+        """The artifact of that precision, format and variant (default: the main one, no
+        variant); :class:`BundleError` if absent."""
         for a in self.artifacts:
-            if a.precision == precision and a.format == format:
+            if a.precision == precision and a.format == format and a.variant == variant:
                 return a
         have = ", ".join(f"{a.format}/{a.precision}" for a in self.artifacts) or "none"
         raise BundleError(
@@ -137,11 +147,20 @@ class Bundle:
 
     # --- verification ---------------------------------------------------------------------
     def verify(self) -> None:
-        """Check every listed artifact exists with the recorded size and SHA-256."""
+        """Check every listed artifact exists with the recorded size and SHA-256.
+
+        Multi-file artifacts (a ``files`` list: ncnn ``.param`` + ``.bin``, a Core ML
+        ``.mlpackage`` directory, the test vectors) have every listed file checked; a directory
+        artifact must hold exactly its listed files.
+        """
         for a in self.artifacts:
             p = self.path / a.file
             if os.path.basename(a.file) != a.file:
                 raise BundleError(f"{p}: artifact names must be plain file names in the bundle")
+            if "files" in a.record:
+                _verify_files(self.path, a)
+                if p.is_dir():
+                    continue
             if not p.is_file():
                 raise BundleError(f"{p}: listed in {MANIFEST_NAME} but missing")
             size = p.stat().st_size
@@ -158,6 +177,43 @@ class Bundle:
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, precisions={self.precisions})"
+
+
+def _verify_files(root: Path, a: Artifact) -> None:
+    """Check each entry of a multi-file artifact's ``files`` list (size, SHA-256, containment)."""
+    entries = a.record.get("files")
+    if not isinstance(entries, list) or not entries:
+        raise BundleError(f"{root / a.file}: malformed 'files' list in {MANIFEST_NAME}")
+    is_dir = (root / a.file).is_dir()
+    listed = set()
+    for e in entries:
+        rel = str(e.get("path", "")) if isinstance(e, dict) else ""
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or any(x in ("", ".", "..") for x in parts):
+            raise BundleError(f"{root / a.file}: bad file path {rel!r} in {MANIFEST_NAME}")
+        if is_dir and parts[0] != a.file:
+            raise BundleError(f"{root / rel}: listed for {a.file} but outside its directory")
+        p = root / rel
+        if p.is_symlink() or not p.is_file():
+            raise BundleError(f"{p}: listed in {MANIFEST_NAME} (part of {a.file}) but missing")
+        if p.stat().st_size != int(e.get("size", -1)):
+            raise BundleError(f"{p}: size {p.stat().st_size} bytes, manifest says {e.get('size')} "
+                              "(truncated or replaced)")  # fmt: skip
+        digest = sha256_file(p)
+        if digest != e.get("sha256"):
+            raise BundleError(f"{p}: sha256 {digest[:16]}... does not match the manifest's "
+                              f"{str(e.get('sha256'))[:16]}... (file modified after the bundle was made)")  # fmt: skip
+        listed.add(rel)
+    if is_dir:
+        present = {q.relative_to(root).as_posix() for q in (root / a.file).rglob("*")
+                   if q.is_file() or q.is_symlink()}  # fmt: skip
+        extra = sorted(present - listed)
+        if extra:
+            raise BundleError(f"{root / extra[0]}: not listed in {MANIFEST_NAME} for {a.file} "
+                              f"({len(extra)} unlisted file(s) in the artifact directory)")  # fmt: skip
+        lines = "".join(f"{e['sha256']}  {e['path']}\n" for e in sorted(entries, key=lambda e: e["path"]))
+        if sha256_bytes(lines.encode("utf-8")) != a.sha256:
+            raise BundleError(f"{root / a.file}: the file list's digest does not match the manifest's sha256")
 
 
 def read_manifest(path: Union[str, Path]) -> Dict[str, Any]:
