@@ -32,7 +32,7 @@ from docedge.runtime.test_vectors import (
 logger = logging.getLogger(__name__)
 
 #: (name, height, width, document type id): portrait phone photo, landscape scan, receipt strip,
-#: square, tiny crop, exactly the model size, 4:3 camera frame.
+#: square, tiny crop, exactly the model size.
 VECTORS: Sequence[Tuple[str, int, int, int]] = (
     ("portrait_1600x1200", 1600, 1200, 901),
     ("landscape_620x300", 300, 620, 902),
@@ -40,7 +40,6 @@ VECTORS: Sequence[Tuple[str, int, int, int]] = (
     ("square_250", 250, 250, 904),
     ("tiny_47x33", 33, 47, 905),
     ("exact_128", 128, 128, 906),
-    ("camera_1280x960", 960, 1280, 907),
 )
 
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -52,7 +51,7 @@ def vector_image(height: int, width: int, type_id: int, seed: int = 0) -> np.nda
     from docedge.synth.documents import DocumentType, render
 
     doc = render(DocumentType.from_id(type_id), 70 + seed, long_side=max(256, max(height, width)))
-    img = capture(doc, np.random.default_rng([type_id, seed]), 0.5)
+    img = capture(doc, np.random.default_rng([type_id, seed]), 0.4)
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
 
 

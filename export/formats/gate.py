@@ -87,9 +87,12 @@ def gate_data(reference_embed: Embed, against: str, threshold_table: Optional[Di
     docs = document_pairs()
     x = np.concatenate([check_batch(CHECK_IMAGES), docs])
     ref = np.asarray(reference_embed(x), np.float32)
+    # gallery: first capture of the first 3/4 of the types; probes: second capture of every
+    # type, so a quarter of the probes have no exemplar and must come out "unknown"
     n0 = CHECK_IMAGES
-    gallery = np.arange(n0, len(x), 2)
-    probes = gallery + 1
+    types = len(docs) // 2
+    gallery = n0 + 2 * np.arange(types - types // 4)
+    probes = n0 + 2 * np.arange(types) + 1
     if threshold_table:
         from docedge.runtime.thresholds import operating_point
 
@@ -97,8 +100,9 @@ def gate_data(reference_embed: Embed, against: str, threshold_table: Optional[Di
         source = f"bundle fp32 table at FPR {FPR:g}"
     else:
         g, p = ref[gallery].astype(np.float64), ref[probes].astype(np.float64)
-        thr = float(np.median(((p @ g.T + 1.0) / 2.0).max(1)))
-        source = "median best-match score of the reference (the bundle has no threshold table)"
+        best = np.sort(((p @ g.T + 1.0) / 2.0).max(1))
+        thr = float(best[len(best) // 4])
+        source = "lower-quartile best-match score of the reference (the bundle has no threshold table)"
     return GateData(x, ref, against, thr, source, gallery, probes)
 
 
@@ -154,7 +158,8 @@ def gate(data: GateData, embed: Embed, precision: str, normalized_output: bool =
         "decision_agreement": dec_agree,
         "decisions": {"probes": len(dec), "threshold": data.threshold,
                       "threshold_source": data.threshold_source,
-                      "reference_matches": int(sum(d >= 0 for d in dec_ref))},
+                      "reference_matches": int(sum(d >= 0 for d in dec_ref)),
+                      "probes_without_exemplar": len(data.probe_rows) - len(data.gallery_rows)},
         "output_norm_min": float(norms.min()), "output_norm_max": float(norms.max()),
         "gate": lim, "checks": checks, "passed": passed,
         "verified_with": verified_with or {},
