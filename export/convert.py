@@ -82,14 +82,15 @@ class Context:
 
 def parse_formats(text: Union[str, Sequence[str]]) -> List[str]:
     """``"ort,tflite"`` -> ``["ort", "tflite"]`` (validated; ``all`` = every mobile format)."""
+    aliases = {"litert": "tflite", "ort-mobile": "ort"}
     items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    items = [aliases.get(t, t) for t in items]
     if "all" in items:
         items = list(FORMATS)
     bad = [t for t in items if t not in ALL_FORMATS]
     if bad:
         raise ValueError(f"unknown format(s) {bad}; choose from {list(ALL_FORMATS)} or 'all'")
-    aliases = {"litert": "tflite"}
-    return [aliases.get(t, t) for t in items if t != "onnx"]
+    return [t for t in items if t != "onnx"]
 
 
 def _ort_version() -> str:

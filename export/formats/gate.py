@@ -101,7 +101,8 @@ def gate_data(reference_embed: Embed, against: str, threshold_table: Optional[Di
     else:
         g, p = ref[gallery].astype(np.float64), ref[probes].astype(np.float64)
         best = np.sort(((p @ g.T + 1.0) / 2.0).max(1))
-        thr = float(best[len(best) // 4])
+        k = max(1, len(best) // 4)
+        thr = float((best[k - 1] + best[k]) / 2.0)  # midway: no reference score sits on it
         source = "lower-quartile best-match score of the reference (the bundle has no threshold table)"
     return GateData(x, ref, against, thr, source, gallery, probes)
 
