@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -14,12 +12,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def litert_bundle(seeded_bundle, seeded_reference, tmp_path_factory):
+def demo_reference():
+    """The shipped demo model: quantized variants are only meaningful on a trained model."""
+    from docedge.export.reference import load_reference
+
+    return load_reference()
+
+
+@pytest.fixture(scope="module")
+def litert_bundle(demo_reference, tmp_path_factory):
+    from docedge.export.bundle_writer import export_bundle
     from docedge.export.convert import convert_bundle
 
     dst = tmp_path_factory.mktemp("litert") / "bundle"
-    shutil.copytree(seeded_bundle, dst)
-    report = convert_bundle(dst, ["tflite"], reference=seeded_reference, benchmark=False,
+    export_bundle(dst, reference=demo_reference)
+    report = convert_bundle(dst, ["tflite"], reference=demo_reference, benchmark=False,
                             options={"tflite_variants": ("fp32", "fp16", "int8-dynamic"), "vectors": False})  # fmt: skip
     return dst, report
 
@@ -46,35 +53,35 @@ def test_litert_float_and_dynamic_int8_pass_their_gates(litert_bundle):
     assert b.artifact("int8", "tflite", variant="int8-dynamic").file == "model_int8_dynamic.tflite"
 
 
-def test_litert_runner_matches_the_signature(litert_bundle, seeded_reference):
+def test_litert_runner_matches_the_signature(litert_bundle, demo_reference):
     from docedge.export.bundle_writer import torch_embed
     from docedge.export.check_images import check_batch
     from docedge.export.formats.litert import litert_runner
 
     x = check_batch(3, seed=5)
     embed, io = litert_runner(litert_bundle[0] / "model_fp32.tflite")
-    got, ref = embed(x), torch_embed(seeded_reference.net, x)
+    got, ref = embed(x), torch_embed(demo_reference.net, x)
     assert got.shape == (3, 256) and np.allclose(got, ref, atol=1e-5)
 
 
-def test_static_int8_is_calibrated_and_has_int8_input(tmp_path, seeded_reference):
+def test_static_int8_is_calibrated_and_has_int8_input(tmp_path, demo_reference):
     """Full-integer static int8 (PT2E) on a few calibration images: runs, int8 input with the
-    recorded quantization, close to the reference (the gate itself is exercised elsewhere; a
-    random-init model is not a meaningful int8 accuracy target)."""
+    recorded quantization, close to the reference on documents (32 calibration images only;
+    the conversion default is 200)."""
     from docedge.export.bundle_writer import torch_embed
-    from docedge.export.check_images import check_batch
+    from docedge.export.check_images import document_check_batch
     from docedge.export.formats.litert import convert_litert_static_int8, litert_runner
 
-    calib = check_batch(8, seed=11)
+    calib = document_check_batch(32, seed=11)
     out = tmp_path / "m.tflite"
-    rec = convert_litert_static_int8(seeded_reference.net, out, lambda: [calib[:4], calib[4:]],
+    rec = convert_litert_static_int8(demo_reference.net, out, lambda: [calib[:16], calib[16:]],
                                      calibration_info={"origin": "test"})  # fmt: skip
-    assert rec["calibration"] == {"origin": "test", "images": 8} and rec["quantization"] == "static"
+    assert rec["calibration"] == {"origin": "test", "images": 32} and rec["quantization"] == "static"
     embed, io = litert_runner(out)
     assert io["dtype"] == "int8" and io["quantization"]["zero_point"] == -128
-    x = check_batch(4, seed=3)
-    cos = np.sum(embed(x) * torch_embed(seeded_reference.net, x), axis=1)
-    assert cos.min() > 0.8
+    x = document_check_batch(8, seed=3)
+    cos = np.sum(embed(x) * torch_embed(demo_reference.net, x), axis=1)
+    assert cos.min() > 0.95 and cos.mean() > 0.98
 
 
 def test_litert_error_names_the_file(tmp_path):
