@@ -1,67 +1,113 @@
 """INT8: explicit QDQ ONNX (ONNX Runtime static quantization) and a TensorRT calibration cache
-from the same activation ranges.
+from the same activation ranges, gated against the PyTorch reference.
 
-QDQ settings are what TensorRT's explicit-precision path requires: symmetric INT8 weights
-(per channel) and symmetric INT8 activations with zero point 0. Ranges come from
-:mod:`docedge.calibration.ranges`; ONNX Runtime inserts the Q/DQ pairs. Nodes listed in
-``exclude_ops`` stay float (by default the final L2 normalization, measured; see
-docs/precision.md). The result is gated against the PyTorch reference (or the fp32 artifact).
+QDQ settings are what TensorRT's explicit quantization accepts (8.x to 11): symmetric INT8
+weights per output channel, symmetric INT8 activations with zero point 0 (one scale per
+tensor), Q/DQ on the inputs of Conv/MatMul/Gemm. By default (``weight_storage="qdq-float"``)
+weights stay float32 behind a QuantizeLinear/DequantizeLinear pair and biases stay float, as
+TensorRT 8.x requires (its parser refuses DequantizeLinear on INT8/INT32 initializers);
+``"int8"`` stores INT8 weights (smaller file, for ONNX Runtime/NPU toolchains; not TensorRT 8).
+
+Ranges come from :mod:`docedge.calibration.ranges` and reach ``quantize_static`` as
+``TensorQuantOverrides``. Nodes kept float by default (measured on the demo model, see
+docs/int8.md): the final L2 normalization and every depthwise convolution. The TensorRT cache
+holds a scale for every float activation of the fp32 graph (TensorRT's implicit INT8 needs the
+ranges of a layer's inputs and outputs); for the tensors the QDQ model quantizes, the scales are
+bit-identical. The cache record lists ``float_nodes`` for builders that pin layer precisions.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from docedge.export.bundle_writer import (
-    FP32_FILE,
-    GateError,
-    compare_with_reference,
-    onnx_metadata,
-    producer_versions,
-    utc_now,
-)
 from docedge.export.check_images import check_batch, document_check_batch
-from docedge.export.onnx_export import save_onnx, set_metadata
-from docedge.export.reference import ReferenceModel
-from docedge.runtime.bundle import (
-    artifact_record,
-    read_manifest,
-    upsert_artifact,
-    write_manifest,
-)
+from docedge.export.gates import GateError, ort_embed, reference_embed
+from docedge.export.manifest import CHECK_IMAGES, onnx_metadata
+from docedge.export.onnx_io import save_onnx, set_metadata
+from docedge.export.provenance import producer_versions, utc_now
+from docedge.export.verify import agreement
+from docedge.runtime.bundle import load_bundle
+from docedge.runtime.bundle_commit import BundleTransaction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from docedge.export.reference import ReferenceModel
 
 from .calib_data import ImageSet
-from .ranges import compute_ranges
-from .trt_cache import CACHE_FILE, CACHE_FORMAT, DEFAULT_TRT_VERSION, write_cache
+from .ranges import RangeResult, compute_ranges
+from .trt_cache import (
+    ALGORITHM,
+    CACHE_FILE,
+    CACHE_FORMAT,
+    DEFAULT_TRT_VERSION,
+    scales_from_amax,
+    trt_version_number,
+    write_cache,
+)
 
 logger = logging.getLogger(__name__)
 
 INT8_FILE = "model_int8.onnx"
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
+DEFAULT_MAX_IMAGES = 1000
 #: Node types never quantized by default: the final L2 normalization.
-DEFAULT_EXCLUDE_OPS = ("ReduceL2",)
+DEFAULT_EXCLUDE_OPS: Tuple[str, ...] = ("ReduceL2",)
 #: Node types whose inputs get Q/DQ (the compute-heavy ones TensorRT runs in INT8).
-DEFAULT_QUANTIZE_OPS = ("Conv", "MatMul", "Gemm")
-#: Gate images: synthetic document captures (export.check_images.document_check_batch).
-GATE_IMAGES = 64
+DEFAULT_QUANTIZE_OPS: Tuple[str, ...] = ("Conv", "MatMul", "Gemm")
+WEIGHT_STORAGES = ("qdq-float", "int8")
+#: Gate image sets that exist: the fp32/fp16 check images (generated shapes, far from the
+#: calibration distribution) and synthetic document captures of held-out types.
+GATE_SET_NAMES = ("check", "documents")
+#: Sets an INT8 artifact is gated on by default: documents, the distribution it serves.
+GATE_SETS = ("documents",)
+DOCUMENT_GATE_IMAGES = 64
 INT8_MEAN_COSINE = 0.99
 INT8_MIN_COSINE = 0.97
+#: Labelled gate: TPR at this FPR may drop by at most this much against fp32.
+TPR_GATE_FPR = 1e-2
+MAX_TPR_DROP = 0.01
+
+
+def depthwise_convs(model: onnx.ModelProto) -> List[str]:
+    """Names of grouped (depthwise) Conv nodes: kept float by default (measured: their
+    per-tensor activation scales over channels of very different ranges cost most of the INT8
+    error on this network, and they are a small share of its multiply-adds)."""
+    return [n.name for n in model.graph.node if n.op_type == "Conv"
+            and any(a.name == "group" and a.i > 1 for a in n.attribute)]  # fmt: skip
+
+
+def float_node_names(model: onnx.ModelProto, exclude_ops: Sequence[str] = DEFAULT_EXCLUDE_OPS,
+                     exclude_nodes: Sequence[str] = (), keep_depthwise_float: bool = True
+                     ) -> List[str]:  # fmt: skip
+    """Nodes to leave unquantized: by op type, by name, and (optionally) depthwise convs."""
+    names = [n.name for n in model.graph.node if n.op_type in set(exclude_ops)]
+    names += [n for n in exclude_nodes if n not in names]
+    if keep_depthwise_float:
+        names += [n for n in depthwise_convs(model) if n not in names]
+    return names
 
 
 def quantize_qdq(
-    fp32_path: Path, out_path: Path, amax: Dict[str, float],
-    exclude_ops: Sequence[str] = DEFAULT_EXCLUDE_OPS, per_channel: bool = True,
-    quantize_ops: Sequence[str] = DEFAULT_QUANTIZE_OPS, exclude_nodes: Sequence[str] = (),
-) -> onnx.ModelProto:  # fmt: skip
-    """QDQ-quantize ``fp32_path`` with fixed symmetric activation ranges ``amax``."""
+    fp32_path: Path,
+    out_path: Path,
+    amax: Dict[str, float],
+    exclude_nodes: Sequence[str] = (),
+    per_channel: bool = True,
+    quantize_ops: Sequence[str] = DEFAULT_QUANTIZE_OPS,
+    weight_storage: str = "qdq-float",
+    calibration_batch: Optional[np.ndarray] = None,
+) -> onnx.ModelProto:
+    """QDQ-quantize ``fp32_path`` into ``out_path`` with the fixed symmetric activation ranges
+    ``amax`` (tensor -> max |x|). Raises ``ValueError`` if ONNX Runtime quantized an activation
+    whose scale is not ``amax / 127`` (a range docedge did not choose)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -69,13 +115,14 @@ def quantize_qdq(
         quantize_static,
     )
 
+    if weight_storage not in WEIGHT_STORAGES:
+        raise ValueError(f"weight_storage must be one of {WEIGHT_STORAGES}")
     model = onnx.load(str(fp32_path))
-    exclude = [n.name for n in model.graph.node
-               if n.op_type in set(exclude_ops) or n.name in set(exclude_nodes)]  # fmt: skip
     input_name = model.graph.input[0].name
+    batch = calibration_batch if calibration_batch is not None else check_batch(2, seed=5)
 
     class _OneBatch(CalibrationDataReader):  # type: ignore[misc]
-        """quantize_static wants a reader; ranges are fixed by the overrides below."""
+        """quantize_static wants a reader; the overrides below fix every range."""
 
         def __init__(self) -> None:
             self.done = False
@@ -84,26 +131,37 @@ def quantize_qdq(
             if self.done:
                 return None
             self.done = True
-            return {input_name: check_batch(2, seed=5)}
+            return {input_name: batch}
 
-    overrides = {t: [{"rmin": np.float32(-a), "rmax": np.float32(a)}] for t, a in amax.items()}
+    used = {t for n in model.graph.node for t in n.input}
+    overrides = {t: [{"rmin": np.float32(-a), "rmax": np.float32(a)}]
+                 for t, a in amax.items() if t in used}  # fmt: skip
+    extra: Dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True,
+                             "TensorQuantOverrides": overrides}  # fmt: skip
+    if weight_storage == "qdq-float":
+        extra.update(AddQDQPairToWeight=True, DedicatedQDQPair=True, QuantizeBias=False)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_out = Path(tmp) / "q.onnx"
         quantize_static(
             str(fp32_path), str(tmp_out), _OneBatch(),
             quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=exclude, op_types_to_quantize=list(quantize_ops),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                           "TensorQuantOverrides": overrides},
+            nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=list(quantize_ops),
+            extra_options=extra,
         )  # fmt: skip
         q = onnx.load(str(tmp_out))
+    expected = scales_from_amax(amax)
+    for tensor, scale in qdq_activation_scales(q).items():
+        if tensor not in expected or struct.pack(">f", scale) != struct.pack(">f", expected[tensor]):
+            raise ValueError(f"QDQ scale of {tensor!r} ({scale}) is not docedge's "
+                             f"{expected.get(tensor)}: ONNX Runtime chose its own range")  # fmt: skip
     save_onnx(q, out_path)
     return q
 
 
 def qdq_activation_scales(model: onnx.ModelProto) -> Dict[str, float]:
-    """Scale of every QuantizeLinear on an activation, keyed by the fp32 tensor it quantizes."""
+    """Scale of every QuantizeLinear on an activation (not a weight), keyed by the fp32
+    tensor it quantizes."""
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     scales: Dict[str, float] = {}
     for n in model.graph.node:
@@ -114,6 +172,49 @@ def qdq_activation_scales(model: onnx.ModelProto) -> Dict[str, float]:
     return scales
 
 
+def quantized_node_names(model: onnx.ModelProto) -> List[str]:
+    """Nodes of a QDQ model whose inputs come through DequantizeLinear (run in INT8)."""
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and any(i in dq_out for i in n.input)]  # fmt: skip
+
+
+def gate_batch(name: str) -> Tuple[np.ndarray, str]:
+    """Pre-processed gate images by set name, and a description for the manifest."""
+    if name == "check":
+        return check_batch(CHECK_IMAGES), f"{CHECK_IMAGES} generated check images (fp32/fp16 gate set)"
+    if name == "documents":
+        return (document_check_batch(DOCUMENT_GATE_IMAGES),
+                f"{DOCUMENT_GATE_IMAGES} synthetic document captures (held-out types)")  # fmt: skip
+    raise ValueError(f"unknown gate image set {name!r}; choose from {GATE_SET_NAMES}")
+
+
+def labelled_tpr(fp32_path: Path, int8_path: Path, labelled: Union[str, Path],
+                 fpr: float = TPR_GATE_FPR) -> Dict[str, Any]:  # fmt: skip
+    """TPR at ``fpr`` of the fp32 and INT8 ONNX on labelled images ``DIR/<class>/*``: all
+    same-class pairs genuine, all others impostors; scores (cos+1)/2."""
+    from docedge.runtime.preprocess import list_images, load_image, preprocess_bgr
+
+    from .roc import pair_scores, tpr_at_fpr_table
+
+    root = Path(labelled)
+    files = list_images(root)
+    labels = [f.relative_to(root).parent.as_posix() for f in files]
+    if len(set(labels)) < 2:
+        raise ValueError(f"{root}: labelled images need at least two class sub-folders")
+    x = np.stack([preprocess_bgr(load_image(str(f), i)) for i, f in enumerate(files)])
+    out: Dict[str, Any] = {"images": len(files), "classes": len(set(labels)), "fpr": fpr}
+    for prec, path in (("fp32", fp32_path), ("int8", int8_path)):
+        g, imp, info = pair_scores(ort_embed(path, x), labels, max_impostors=2_000_000)
+        row = tpr_at_fpr_table(g, imp, [fpr])[0]
+        if not row["supported"]:
+            raise ValueError(f"{root}: too few impostor pairs ({imp.size}) for FPR {fpr}")
+        out[f"tpr_{prec}"] = row["tpr"]
+        out["genuine_pairs"], out["impostor_pairs"] = info["genuine_pairs"], info["impostor_pairs"]
+    out["tpr_drop"] = out["tpr_fp32"] - out["tpr_int8"]
+    return out
+
+
 def calibrate_int8(
     bundle_dir: Union[str, Path],
     images_dir: Union[str, Path],
@@ -121,7 +222,7 @@ def calibrate_int8(
     percentile: float = DEFAULT_PERCENTILE,
     reference: Optional[ReferenceModel] = None,
     exclude_ops: Sequence[str] = DEFAULT_EXCLUDE_OPS,
-    max_images: Optional[int] = 1000,
+    max_images: Optional[int] = DEFAULT_MAX_IMAGES,
     batch_size: int = 16,
     trt_version: str = DEFAULT_TRT_VERSION,
     per_channel: bool = True,
@@ -132,81 +233,116 @@ def calibrate_int8(
     mean_cosine: float = INT8_MEAN_COSINE,
     min_cosine: float = INT8_MIN_COSINE,
     progress: bool = True,
+    weight_storage: str = "qdq-float",
+    gate_sets: Sequence[str] = GATE_SETS,
+    labelled_images: Optional[Union[str, Path]] = None,
+    max_tpr_drop: float = MAX_TPR_DROP,
 ) -> Dict[str, Any]:
-    """Calibrate, write ``model_int8.onnx`` and ``int8_calibration.cache``, gate, record.
+    """Calibrate on ``images_dir``, write ``model_int8.onnx`` and ``int8_calibration.cache``,
+    gate, and record both in the manifest.
 
-    Returns ``{"onnx": record, "cache": record}``. With ``enforce_gate`` a failed gate raises
-    :class:`GateError` and leaves the bundle unchanged.
+    Gate: cosine to the reference (PyTorch when ``reference`` is given, else the fp32 ONNX)
+    mean >= ``mean_cosine`` and min >= ``min_cosine`` on every set in ``gate_sets``; with
+    ``labelled_images`` (``DIR/<class>/*``) also TPR@1e-2 within ``max_tpr_drop`` of fp32.
+    A failed gate raises :class:`GateError` and leaves the bundle unchanged (with
+    ``enforce_gate=False`` the artifacts are written and the failure recorded).
+    Returns ``{"onnx": record, "cache": record}``.
     """
     import onnxruntime
 
     root = Path(bundle_dir)
-    manifest = read_manifest(root)
-    fp32_path = root / FP32_FILE
+    bundle = load_bundle(root)
+    fp32_path = bundle.artifact_path("fp32")
+    fp32_sha = bundle.artifact("fp32").sha256
     images = ImageSet.scan(images_dir, max_images)
     fp32_model = onnx.load(str(fp32_path))
-    ranges = compute_ranges(fp32_model, lambda: images.batches(batch_size), method,
-                            percentile, progress=progress)  # fmt: skip
-    excluded = list(exclude_nodes) + (depthwise_convs(fp32_model) if keep_depthwise_float else [])
-    q = quantize_qdq(fp32_path, root / INT8_FILE, ranges.amax, exclude_ops, per_channel,
-                     quantize_ops, excluded)
-    set_metadata(q, onnx_metadata(manifest, "int8"))
-    save_onnx(q, root / INT8_FILE)
-    scales = qdq_activation_scales(q)
-    write_cache(root / CACHE_FILE, scales, trt_version)
+    ranges = compute_ranges(fp32_model, lambda: images.batches(batch_size), method, percentile,
+                            progress=progress, total_batches=images.num_batches(batch_size))  # fmt: skip
+    float_nodes = float_node_names(fp32_model, exclude_ops, exclude_nodes, keep_depthwise_float)
+    first = next(images.batches(min(batch_size, 4)))
 
-    x = document_check_batch(GATE_IMAGES)
-    agree, against = compare_with_reference(root, INT8_FILE, x, reference)
-    passed = agree.cos_mean >= mean_cosine and agree.cos_min >= min_cosine
-    calib = {"method": method, "percentile": percentile if method == "percentile" else None,
-             "images": ranges.images, "data_sha256": images.sha256,
-             "images_dir": str(images.root), "skipped_images": dict(images.skipped),
-             "fallback_tensors": ranges.fallbacks, "excluded_ops": list(exclude_ops),
-             "quantized_op_types": list(quantize_ops), "excluded_nodes": excluded,
-             "depthwise_kept_float": keep_depthwise_float,
-             "per_channel_weights": per_channel, "activation": "int8 symmetric, zero point 0",
-             "quantized_activations": len(scales)}  # fmt: skip
-    fp32_sha = manifest_sha(manifest, FP32_FILE)
-    onnx_rec = artifact_record(
-        root, INT8_FILE, "onnx", "int8",
-        opset=max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")),
-        calibration=calib,
-        producers={**producer_versions(), "onnxruntime.quantization": onnxruntime.__version__},
-        verification={"against": against,
-                      "images": f"{GATE_IMAGES} synthetic document captures (held-out types)",
-                      "gate": {"cos_mean": mean_cosine, "cos_min": min_cosine},
-                      "passed": passed, **agree.to_dict()},
-        created=utc_now(),
-    )  # fmt: skip
-    cache_rec = artifact_record(
-        root, CACHE_FILE, CACHE_FORMAT, "int8", trt_version_line=f"TRT-{trt_version}",
-        model_sha256=fp32_sha, data_sha256=images.sha256, method=method,
-        tensors=len(scales), created=utc_now(), producers=producer_versions(),
-    )  # fmt: skip
-    if enforce_gate and not passed:
-        for f in (INT8_FILE, CACHE_FILE):
-            (root / f).unlink(missing_ok=True)
-        raise GateError(f"{root / INT8_FILE}: int8 gate failed: cosine mean {agree.cos_mean:.4f} "
-                        f"(need >= {mean_cosine}), min {agree.cos_min:.4f} "
-                        f"(need >= {min_cosine}) against {against}")  # fmt: skip
-    upsert_artifact(manifest, onnx_rec)
-    upsert_artifact(manifest, cache_rec)
-    write_manifest(root, manifest)
-    logger.info("int8 (%s): cos mean %.4f min %.4f", method, agree.cos_mean, agree.cos_min)
+    # Staged: both files are written under temporary names and gated while the bundle still
+    # lists its previous artifacts; one manifest rename commits them (or nothing changes).
+    with BundleTransaction(root) as tx:
+        staged_q, staged_cache = tx.stage(INT8_FILE), tx.stage(CACHE_FILE)
+        q = quantize_qdq(fp32_path, staged_q, ranges.amax, float_nodes, per_channel,
+                         quantize_ops, weight_storage, first)  # fmt: skip
+        set_metadata(q, onnx_metadata(tx.manifest, "int8"))
+        save_onnx(q, staged_q)
+        write_cache(staged_cache, scales_from_amax(ranges.amax), trt_version)
+        verification = _verify(fp32_path, staged_q, reference, gate_sets, mean_cosine,
+                               min_cosine, labelled_images, max_tpr_drop)  # fmt: skip
+        passed = bool(verification["passed"])
+        if enforce_gate and not passed:
+            raise GateError(f"{root / INT8_FILE}: int8 gate failed: {verification['summary']}; "
+                            "the bundle is unchanged")  # fmt: skip
+        quantized = quantized_node_names(q)
+        calib = {"method": method, "percentile": ranges.percentile, **images.record(),
+                 "batches": ranges.batches, "fallback_tensors": dict(ranges.fallbacks)}  # fmt: skip
+        quant = {"format": "QDQ", "weights": "int8 symmetric per-channel" if per_channel
+                 else "int8 symmetric per-tensor", "weight_storage": weight_storage,
+                 "activations": "int8 symmetric per-tensor, zero point 0",
+                 "quantized_op_types": list(quantize_ops), "excluded_op_types": list(exclude_ops),
+                 "depthwise_kept_float": keep_depthwise_float, "float_nodes": float_nodes,
+                 "quantized_nodes": len(quantized),
+                 "quantized_activations": len(qdq_activation_scales(q))}  # fmt: skip
+        onnx_rec = tx.add_artifact(
+            staged_q, INT8_FILE, "onnx", "int8",
+            opset=max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")),
+            calibration=calib, quantization=quant,
+            producers={**producer_versions(), "onnxruntime.quantization": onnxruntime.__version__},
+            verification=verification, created=utc_now(),
+        )  # fmt: skip
+        cache_rec = tx.add_artifact(
+            staged_cache, CACHE_FILE, CACHE_FORMAT, "int8",
+            trt_version_line=f"TRT-{trt_version_number(trt_version)}-{ALGORITHM}",
+            model_sha256=fp32_sha, data_sha256=images.sha256, method=method,
+            percentile=ranges.percentile, images=ranges.images, tensors=len(ranges.amax),
+            float_nodes=float_nodes, fallback_tensors=sorted(ranges.fallbacks),
+            qdq_artifact=onnx_rec["file"], qdq_sha256=onnx_rec["sha256"], created=utc_now(),
+            producers=producer_versions(),
+        )  # fmt: skip
+    logger.info("int8 (%s): %s", method, verification["summary"])
     return {"onnx": onnx_rec, "cache": cache_rec}
 
 
-def depthwise_convs(model: onnx.ModelProto) -> List[str]:
-    """Names of depthwise (grouped) Conv nodes: kept float by default (measured: quantizing
-    their per-tensor activations costs most of the INT8 error on this network)."""
-    return [n.name for n in model.graph.node if n.op_type == "Conv"
-            and any(a.name == "group" and a.i > 1 for a in n.attribute)]  # fmt: skip
+def _verify(fp32_path: Path, int8_path: Path, reference: Optional[ReferenceModel],
+            gate_sets: Sequence[str], mean_cosine: float, min_cosine: float,
+            labelled: Optional[Union[str, Path]], max_tpr_drop: float) -> Dict[str, Any]:  # fmt: skip
+    """Gate evaluation: per-set agreement, the worst figures at top level, a summary line."""
+    if not gate_sets:
+        raise ValueError("at least one gate image set is needed")
+    against = "pytorch-reference" if reference is not None else "fp32-onnx (no PyTorch reference)"
+    sets: Dict[str, Any] = {}
+    for name in gate_sets:
+        x, desc = gate_batch(name)
+        ref, _ = reference_embed(x, reference, fp32_path)
+        a = agreement(ref, ort_embed(int8_path, x))
+        sets[name] = {"images": desc, **a.to_dict(),
+                      "passed": a.cos_mean >= mean_cosine and a.cos_min >= min_cosine}  # fmt: skip
+    worst_mean = min(s["cos_mean"] for s in sets.values())
+    worst_min = min(s["cos_min"] for s in sets.values())
+    passed = all(s["passed"] for s in sets.values())
+    summary = ", ".join(f"{k}: cos mean {s['cos_mean']:.4f} min {s['cos_min']:.4f}"
+                        for k, s in sets.items())  # fmt: skip
+    v: Dict[str, Any] = {"against": against, "gate": {"cos_mean": mean_cosine, "cos_min": min_cosine},
+                         "cos_mean": worst_mean, "cos_min": worst_min, "sets": sets}  # fmt: skip
+    if labelled is not None:
+        t = labelled_tpr(fp32_path, int8_path, labelled)
+        t["passed"] = t["tpr_drop"] <= max_tpr_drop + 1e-12
+        v["gate"]["max_tpr_drop"] = max_tpr_drop
+        v["tpr"] = t
+        passed = passed and t["passed"]
+        summary += f"; TPR@{t['fpr']:g} fp32 {t['tpr_fp32']:.4f} int8 {t['tpr_int8']:.4f}"
+    else:
+        v["tpr"] = None
+    summary += f" (need mean >= {mean_cosine}, min >= {min_cosine}) -> {'PASS' if passed else 'FAIL'}"
+    v["passed"] = passed
+    v["summary"] = summary
+    return v
 
 
-def manifest_sha(manifest: Dict[str, Any], file: str) -> str:
-    for a in manifest.get("artifacts", []):
-        if a.get("file") == file:
-            return str(a["sha256"])
-    raise KeyError(file)
-
-
+def range_summary(ranges: RangeResult) -> Dict[str, Any]:
+    """Compact description of a range computation (for logs and reports)."""
+    return {"method": ranges.method, "percentile": ranges.percentile, "tensors": len(ranges.amax),
+            "images": ranges.images, "fallbacks": len(ranges.fallbacks)}  # fmt: skip

@@ -3,8 +3,12 @@
 Labelled images: one folder per class (``DIR/<class>/*.jpg``). Genuine pairs are all
 same-class pairs, impostor pairs all different-class pairs (a seeded uniform sample when there
 are more than ``max_impostors``; the counts are recorded). Embeddings come from the runtime
-(the artifact of each precision) and scores are computed in float32 by the same code the
-classifier uses (:func:`docedge.runtime.search.pairwise_scores`).
+(the artifact of each precision, through :class:`~docedge.runtime.embedder.Embedder`, the
+device path) and scores are computed in float32 by the classifier's own score code
+(:func:`docedge.runtime.search.to_score`, via :func:`.roc.pair_scores`). The table rule and
+AUROC are :mod:`.roc`'s. Tables go into ``manifest["thresholds"][precision]`` with their
+provenance; only ``manifest.json`` changes (atomically), so the artifacts' checksums and the
+ONNX metadata (which holds no thresholds) are untouched.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from docedge.export.bundle_writer import utc_now
+from docedge.export.provenance import utc_now
 from docedge.runtime import __version__ as DOCEDGE_VERSION
-from docedge.runtime.bundle import load_bundle, read_manifest, write_manifest
+from docedge.runtime.bundle import load_bundle
 from docedge.runtime.embedder import Embedder
 from docedge.runtime.errors import DocedgeError
 from docedge.runtime.preprocess import list_images
+from docedge.runtime.thresholds import commit_tables
 
 from .calib_data import ImageSet
-from .roc import DEFAULT_FPRS, auroc, pair_scores, tpr_at_fpr_table
+from .roc import DEFAULT_FPRS, auroc, format_table, pair_scores, tpr_at_fpr_table
 
 logger = logging.getLogger(__name__)
 
@@ -82,33 +87,71 @@ def calibrate_thresholds(
     fprs: Sequence[float] = DEFAULT_FPRS,
     max_impostors: Optional[int] = DEFAULT_MAX_IMPOSTORS,
     write: bool = True,
+    seed: int = 0,
+    replace: bool = False,
     **backend_options: Any,
 ) -> Dict[str, Dict[str, Any]]:
     """Compute a TPR@FPR table per precision (default: every ONNX precision of the bundle)
-    and, with ``write``, store them in the manifest with provenance. Returns the tables."""
+    and, with ``write``, store them in the manifest with provenance (one atomic commit; a
+    precision that already has a table is refused unless ``replace``). Returns the tables
+    (``{precision: {"precision", "rows", "auroc", "source"}}``, as written).
+
+    ``max_impostors``: above this many impostor pairs a uniform sample (seeded by ``seed``)
+    is used, and ``source.impostors_sampled`` says so. ``backend_options`` go to
+    :class:`Embedder` (e.g. ``providers=["cuda"]``).
+    """
     bundle = load_bundle(bundle_dir)
     data = LabelledImages.scan(images_dir)
     tables: Dict[str, Dict[str, Any]] = {}
     for prec in precisions or bundle.precisions:
+        bundle.artifact(prec, "onnx")  # fail early, naming what the bundle has
         with Embedder(bundle, precision=prec, **backend_options) as emb:
             vectors, labels = embed_labelled(data, emb)
-        t = table_from_embeddings(vectors, labels, fprs, max_impostors)
+        if len(labels) < len(data.labels):
+            logger.warning("%s: %d of %d images could not be read (skipped)", prec,
+                           len(data.labels) - len(labels), len(data.labels))  # fmt: skip
+        t = table_from_embeddings(vectors, labels, fprs, max_impostors, seed)
         tables[prec] = {
             "precision": prec,
             "rows": t["rows"],
             "auroc": t["auroc"],
             "source": {
-                "origin": "docedge calibrate thresholds",
+                "origin": "docedge calibrate thresholds", "precision": prec,
                 "data_sha256": data.sha256, "images_dir": str(data.root),
                 "classes": len(set(labels)), "images": len(labels),
                 **t["pairs"], "artifact_sha256": bundle.artifact(prec).sha256,
                 "date": utc_now(), "docedge_version": DOCEDGE_VERSION,
-                "score_space": "(cos+1)/2", "rule": "at most floor(FPR*N) false accepts",
+                "images_skipped": len(data.labels) - len(labels), "sample_seed": seed,
+                "score_space": "(cos+1)/2", "score_dtype": "float32",
+                "rule": "at most floor(FPR*N) false accepts",
             },
         }  # fmt: skip
         logger.info("%s: AUROC %.4f", prec, t["auroc"])
     if write:
-        manifest = read_manifest(bundle_dir)
-        manifest.setdefault("thresholds", {}).update(tables)
-        write_manifest(bundle_dir, manifest)
+        commit_tables(bundle_dir, tables, replace=replace)
     return tables
+
+
+def fpr_key(fpr: float) -> str:
+    """JSON key of a table FPR, as the published table writes it: ``1e-5`` ... ``1e-1``, ``1``."""
+    if fpr == 1.0:
+        return "1"
+    exp = float(np.log10(fpr)) if fpr > 0 else 0.5
+    return f"1e{round(exp)}" if abs(exp - round(exp)) < 1e-9 else f"{fpr:g}"
+
+
+def describe_table(table: Dict[str, Any]) -> str:
+    """A calibrated table for people: a provenance line, then the published layout
+    (rows FPR / TPR / Threshold, a column per target FPR, ``n/a`` where unsupported)."""
+    s = table["source"]
+    pairs = f"{s['impostor_pairs']:,} impostor pairs"
+    if s.get("impostors_sampled"):
+        pairs += f" (uniform sample of {s['impostor_pairs_total']:,})"
+    head = (f"{table['precision']}: {s['images']} images, {s['classes']} classes, "
+            f"{s['genuine_pairs']:,} genuine / {pairs}, AUROC {table['auroc']:.4f}")
+    unsupported = [r["fpr"] for r in table["rows"] if not r["supported"]]
+    tail = ""
+    if unsupported:
+        tail = ("\nunsupported (floor(FPR*N) = 0 false accepts allowed): FPR "
+                + ", ".join(fpr_key(f) for f in unsupported))
+    return f"{head}\n{format_table(table['rows'])}{tail}"

@@ -106,9 +106,9 @@ def document_check_batch(count: int = 64, seed: int = 4321) -> np.ndarray:
     Type ids 900.. are held out from training (>= 1000) and from the model card's evaluation
     (0..199); every image goes through JPEG encode/decode and the runtime's pre-processing.
     """
+    from docedge.runtime.preprocess import preprocess
     from docedge.synth.captures import capture
     from docedge.synth.documents import DocumentType, render
-    from docedge.runtime.preprocess import preprocess
 
     rng = np.random.default_rng(seed)
     blobs = []

@@ -4,7 +4,8 @@
 This is the one place that touches the bundle: each converter in
 :mod:`docedge.export.formats` writes into a private work directory and returns record fields;
 here every artifact is gated against the PyTorch reference (:mod:`docedge.export.formats.gate`)
-and then all of them are committed to the manifest together. A failed gate commits nothing
+and then all of them are staged and committed in one :class:`BundleTransaction` (the bundle's
+writer lock is held throughout; a failure leaves the previous bundle untouched). A failed gate commits nothing
 and raises :class:`GateError` naming every failure. A format whose converter is not installed
 is skipped with the extra to install; an artifact that no interpreter here can run (Core ML
 needs macOS) is recorded as ``"not run"`` with the reason, never as passed.
@@ -13,7 +14,6 @@ needs macOS) is recorded as ``"not run"`` with the reason, never as passed.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import shutil
 import tempfile
@@ -23,12 +23,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from docedge.runtime.bundle import load_bundle, read_manifest, upsert_artifact, write_manifest
+from docedge.runtime.bundle import load_bundle
+from docedge.runtime.bundle_commit import BundleTransaction
 from docedge.runtime.errors import BundleError
 
-from .bundle_writer import FP32_FILE, GateError, torch_embed, utc_now
 from .formats import gate as gating
-from .formats._common import EXTRAS, ConversionError, ConverterUnavailableError, output_record
+from .formats._common import EXTRAS, ConversionError, ConverterUnavailableError
+from .gates import GateError, torch_embed
+from .manifest import FP32_FILE
+from .provenance import utc_now
 from .reference import ReferenceModel, reference_for_bundle
 
 logger = logging.getLogger(__name__)
@@ -283,8 +286,9 @@ def _plan_coreml(ctx: Context) -> List[Staged]:
         raise ConverterUnavailableError("Core ML conversion needs the PyTorch reference (this bundle was "
                                         "imported from ONNX)")  # fmt: skip
     out = []
-    for prec, name in (("fp16", "model_fp16.mlpackage"), ("int8", "model_int8w.mlpackage")):
-        fields = cm.convert_coreml(ctx.reference.net.eval(), ctx.work / name, prec)
+    pre = ctx.manifest.get("preprocess")
+    for prec, name in (("fp16", "model_fp16.mlpackage.zip"), ("int8", "model_int8w.mlpackage.zip")):
+        fields = cm.convert_coreml_zip(ctx.reference.net.eval(), ctx.work / name, prec, pre)
         out.append(Staged(name, "coreml", prec, fields, not_run_reason=cm.NOT_RUN_REASON))
     return out
 
@@ -306,17 +310,18 @@ def _plan_ncnn(ctx: Context) -> List[Staged]:
 
 
 def _plan_vectors(ctx: Context, embed: Embed, against: str) -> List[Staged]:
-    from docedge.runtime.test_vectors import VECTOR_DIR
+    from docedge.runtime.test_vectors import ARCHIVE_NAME, INDEX_NAME, VECTOR_DIR
 
-    from .test_vectors import write_test_vectors
+    from .test_vectors import write_test_vector_archive
 
-    index = write_test_vectors(ctx.work / VECTOR_DIR, embed, against)
-    fields = {"index": f"{VECTOR_DIR}/index.json", "vectors": len(index["vectors"]),
+    index = write_test_vector_archive(ctx.work / ARCHIVE_NAME, embed, against)
+    fields = {"index": f"{VECTOR_DIR}/{INDEX_NAME}", "vectors": len(index["vectors"]),
+              "contents": index["contents"],
               "tolerance": index["tolerance"],
               "drift": {v["name"]: {"antialiased_resize_cos": round(v["drift"]["antialiased_resize"]["cos"], 5),
                                     "rgb_instead_of_bgr_cos": round(v["drift"]["rgb_instead_of_bgr"]["cos"], 5)}
                         for v in index["vectors"]}}  # fmt: skip
-    return [Staged(VECTOR_DIR, "test-vectors", "fp32", fields,
+    return [Staged(ARCHIVE_NAME, "test-vectors", "fp32", fields,
                    not_run_reason="reference data for integrators (written by the reference itself)")]
 
 
@@ -344,19 +349,19 @@ def convert_bundle(
     fmts = parse_formats(formats)
     opts = dict(options or {})
     load_bundle(root)  # verifies every existing artifact first
-    manifest = read_manifest(root)
-    ref = reference or reference_for_bundle(manifest["model"], checkpoint, random_init_seed, strict=True)
-    if ref is not None:
-        ref_embed: Embed = lambda x: torch_embed(ref.net, x)  # noqa: E731
-        against = "pytorch-reference"
-    else:
-        ref_embed = ort_runner(root / FP32_FILE)[0]
-        against = "fp32-onnx (no PyTorch reference: imported bundle)"
-    table = (manifest.get("thresholds") or {}).get("fp32")
-    data = gating.gate_data(ref_embed, against, table)
     report = ConvertReport(str(root))
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=root))
-    try:
+    with BundleTransaction(root) as tx, tempfile.TemporaryDirectory(prefix="docedge-convert-") as tmp:
+        manifest = tx.manifest
+        ref = reference or reference_for_bundle(manifest["model"], checkpoint, random_init_seed, strict=True)
+        if ref is not None:
+            ref_embed: Embed = lambda x: torch_embed(ref.net, x)  # noqa: E731
+            against = "pytorch-reference"
+        else:
+            ref_embed = ort_runner(root / FP32_FILE)[0]
+            against = "fp32-onnx (no PyTorch reference: imported bundle)"
+        table = (manifest.get("thresholds") or {}).get("fp32")
+        data = gating.gate_data(ref_embed, against, table)
+        work = Path(tmp)
         ctx = Context(root, work, manifest, ref, data, Path(calib_images) if calib_images else None, opts)
         staged: List[Staged] = []
         fixed: List[Staged] = []
@@ -387,9 +392,11 @@ def convert_bundle(
                               f"(gate {f['verification'].get('gate')})" for f in report.failed)  # fmt: skip
             raise GateError(f"{root}: {len(report.failed)} converted artifact(s) failed the gate, nothing "
                             f"committed: {lines}")  # fmt: skip
-        report.records = _commit(root, work, manifest, staged)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        report.records = [_stage(tx, work, s) for s in staged]
+    try:
+        load_bundle(root)
+    except BundleError as e:  # pragma: no cover - would be a bug in the records above
+        raise ConversionError(f"{root}: the converted bundle does not verify ({e})") from None
     return report
 
 
@@ -407,27 +414,22 @@ def _gate(s: Staged, data: gating.GateData, benchmark: bool) -> None:
             s.benchmark[f"batch_{s.batch}"] = gating.speed(embed, data.x, s.batch)
 
 
-def _commit(root: Path, work: Path, manifest: Dict[str, Any], staged: List[Staged]) -> List[Dict[str, Any]]:
-    """Move the gated files into the bundle and write the manifest once."""
-    records = []
-    for s in staged:
-        for name in (s.name, *s.extra_files):
-            dst = root / name
-            if dst.is_dir():
-                shutil.rmtree(dst)
-            os.replace(work / name, dst)
-        rec = output_record(root, s.name, s.extra_files)
-        rec = {"file": rec.pop("file"), "format": s.format, "precision": s.precision, **rec, **s.fields}
-        if s.verification is not None:
-            rec["verification"] = s.verification
-        if s.benchmark is not None:
-            rec["benchmark"] = s.benchmark
-        rec["created"] = utc_now()
-        upsert_artifact(manifest, rec)
-        records.append(rec)
-    write_manifest(root, manifest)
-    try:
-        load_bundle(root)
-    except BundleError as e:  # pragma: no cover - would be a bug in the records above
-        raise ConversionError(f"{root}: the converted bundle does not verify ({e})") from None
-    return records
+def _stage(tx: BundleTransaction, work: Path, s: Staged) -> Dict[str, Any]:
+    """Move a gated file (and its extra files) into the transaction; returns its record."""
+    extras = []
+    for name in s.extra_files:
+        t = tx.stage(name)
+        shutil.move(str(work / name), str(t))
+        extras.append(tx.add_file(t, name))
+    t = tx.stage(s.name)
+    shutil.move(str(work / s.name), str(t))
+    fields: Dict[str, Any] = dict(s.fields)
+    if extras:
+        fields["files"] = extras
+    if s.verification is not None:
+        fields["verification"] = s.verification
+    if s.benchmark is not None:
+        fields["benchmark"] = s.benchmark
+    fields["created"] = utc_now()
+    rec: Dict[str, Any] = tx.add_artifact(t, s.name, s.format, s.precision, **fields)
+    return rec

@@ -10,7 +10,7 @@ import onnx
 from docedge.runtime.bundle import INPUT_NAME, OUTPUT_NAME
 from docedge.runtime.errors import BundleError
 
-from .model import EMBED_DIM, INPUT_SIZE
+from .manifest import EMBED_DIM, INPUT_SIZE
 
 _FLOAT = onnx.TensorProto.FLOAT
 

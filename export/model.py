@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-INPUT_SIZE = 128
-EMBED_DIM = 256
+from .manifest import ARCHITECTURE, EMBED_DIM, INPUT_SIZE
+
 BACKBONE_NAME = "lcnet_050"
-ARCHITECTURE = "lcnet050_squeeze_lbn_f256_r128"
+__all__ = ["ARCHITECTURE", "BACKBONE_NAME", "EMBED_DIM", "INPUT_SIZE", "DocEmbeddingNet", "build_model",
+           "count_parameters"]
 
 
 class Backbone(nn.Module):

@@ -4,17 +4,15 @@ and output, onnxsim simplification, ONNX checker, and docedge metadata in ``meta
 from __future__ import annotations
 
 import io
-import json
 import logging
-from pathlib import Path
-from typing import Any, Dict, Mapping, Union
 
 import onnx
 import torch
 
-from docedge.runtime.bundle import INPUT_NAME, ONNX_METADATA_PREFIX, OUTPUT_NAME
+from docedge.runtime.bundle import INPUT_NAME, OUTPUT_NAME
 
-from .model import EMBED_DIM, INPUT_SIZE
+from .manifest import INPUT_SIZE
+from .onnx_io import BATCH_AXIS, fix_batch_axis, get_metadata, save_onnx, set_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +20,8 @@ logger = logging.getLogger(__name__)
 #: with LayerNorm decomposed, which TensorRT 8.5 (JetPack 5) parses (LayerNormalization
 #: needs opset 17 and TensorRT 8.6+).
 DEFAULT_OPSET = 16
-BATCH_AXIS = "N"
+__all__ = ["BATCH_AXIS", "DEFAULT_OPSET", "ExportError", "export_onnx", "fix_batch_axis",
+           "get_metadata", "save_onnx", "set_metadata", "simplify_onnx"]
 
 
 class ExportError(RuntimeError):
@@ -67,43 +66,3 @@ def simplify_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
         raise ExportError("onnxsim could not validate the simplified model")
     out: onnx.ModelProto = simplified
     return out
-
-
-def fix_batch_axis(model: onnx.ModelProto) -> None:
-    """Name the batch axis ``N`` on the input and the output (the released file left the
-    output's batch axis with an automatic name) and pin the other dims."""
-    for vi, dims in (
-        (model.graph.input[0], (3, INPUT_SIZE, INPUT_SIZE)),
-        (model.graph.output[0], (EMBED_DIM,)),
-    ):
-        shape = vi.type.tensor_type.shape
-        shape.dim[0].ClearField("dim_value")
-        shape.dim[0].dim_param = BATCH_AXIS
-        for d, value in zip(shape.dim[1:], dims):
-            d.ClearField("dim_param")
-            d.dim_value = value
-
-
-def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:
-    """Store docedge metadata (compact JSON values) in ``metadata_props``, key ``docedge.*``."""
-    keep = [p for p in model.metadata_props if not p.key.startswith(ONNX_METADATA_PREFIX)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in meta.items():
-        prop = model.metadata_props.add()
-        prop.key = ONNX_METADATA_PREFIX + key
-        prop.value = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
-def get_metadata(model: onnx.ModelProto) -> Dict[str, str]:
-    """docedge metadata of an ONNX model (keys without the ``docedge.`` prefix)."""
-    n = len(ONNX_METADATA_PREFIX)
-    return {
-        p.key[n:]: p.value for p in model.metadata_props if p.key.startswith(ONNX_METADATA_PREFIX)
-    }
-
-
-def save_onnx(model: onnx.ModelProto, path: Union[str, Path]) -> None:
-    from docedge.runtime.atomic import atomic_write_bytes
-
-    atomic_write_bytes(path, model.SerializeToString())

@@ -21,6 +21,7 @@ import numpy as np
 
 from docedge.runtime.preprocess import DEFAULT_SPEC, load_image, preprocess_bgr
 from docedge.runtime.test_vectors import (
+    ARCHIVE_NAME,
     EMBEDDING_COS_MIN,
     INDEX_NAME,
     SCHEMA,
@@ -123,5 +124,18 @@ def write_test_vectors(out_dir: Union[str, Path], embed: Embed, reference: str,
     return index
 
 
-def bundle_vector_dir(bundle_dir: Union[str, Path]) -> Path:
-    return Path(bundle_dir) / VECTOR_DIR
+def write_test_vector_archive(zip_path: Union[str, Path], embed: Embed, reference: str) -> Dict[str, Any]:
+    """Write the vectors as ``test_vectors.zip`` (what a bundle ships); returns the index plus
+    ``contents`` (every archived file with its hash)."""
+    import tempfile
+
+    from .formats._common import zip_tree
+
+    with tempfile.TemporaryDirectory(prefix="docedge-vectors-") as tmp:
+        folder = Path(tmp) / VECTOR_DIR
+        index = write_test_vectors(folder, embed, reference)
+        contents = zip_tree(folder, Path(zip_path))
+    return dict(index, contents=contents)
+
+
+__all__ = ["ARCHIVE_NAME", "VECTORS", "write_test_vector_archive", "write_test_vectors"]

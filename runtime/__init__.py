@@ -10,7 +10,7 @@ Importing this package loads no torch, onnx or matplotlib; backends import lazil
 from __future__ import annotations
 
 from .bundle import Artifact, Bundle, load_bundle
-from .classifier import Classifier, Decision
+from .classifier import Candidate, Classifier, Decision
 from .embedder import Embedder, EmbedResult, embed_images
 from .errors import (
     BackendUnavailableError,
@@ -22,7 +22,9 @@ from .errors import (
     ProviderUnavailableError,
     ThresholdError,
 )
+from .gallery import Gallery
 from .preprocess import DEFAULT_SPEC, PreprocessSpec, load_image, preprocess, preprocess_bgr
+from .thresholds import OperatingPoint
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ __all__ = [
     "BackendUnavailableError",
     "Bundle",
     "BundleError",
+    "Candidate",
     "Classifier",
     "Decision",
     "DocedgeError",
@@ -41,6 +44,7 @@ __all__ = [
     "Gallery",
     "GalleryError",
     "ImageError",
+    "OperatingPoint",
     "PreprocessSpec",
     "ProviderUnavailableError",
     "ThresholdError",

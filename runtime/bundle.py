@@ -16,19 +16,29 @@ from typing import Any, Dict, List, Optional, Union
 
 from .atomic import atomic_write_bytes
 from .errors import BundleError
-from .hashing import sha256_bytes, sha256_file
+from .hashing import sha256_file
+from .manifest_schema import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    SCORE_SPACE,
+    SUPPORTED_SCHEMA_VERSIONS,
+    manifest_digest,
+    seal,
+    validate_manifest,
+)
 from .preprocess import PreprocessSpec
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_NAME = "docedge.bundle"
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
 PRECISIONS = ("fp32", "fp16", "int8")
-INPUT_NAME = "img"
-OUTPUT_NAME = "feats"
-SCORE_SPACE = "(cos+1)/2"
+__all__ = [
+    "INPUT_NAME", "MANIFEST_NAME", "OUTPUT_NAME", "PRECISIONS", "SCHEMA_NAME", "SCHEMA_VERSION",
+    "SCORE_SPACE", "SUPPORTED_SCHEMA_VERSIONS", "Artifact", "Bundle", "artifact_record",
+    "load_bundle", "read_manifest", "upsert_artifact", "write_manifest",
+]
 
 #: Keys copied, in compact form, into each ONNX file's ``metadata_props`` (prefix ``docedge.``).
 ONNX_METADATA_PREFIX = "docedge."
@@ -48,7 +58,7 @@ class Artifact:
     @property
     def variant(self) -> Optional[str]:
         """``None`` for a main artifact; a name (``b1-unnormalized``, ``int8-dynamic``, ...) for
-        a variant of the same format and precision."""
+        a variant of the same format and precision (recorded by ``docedge convert``)."""
         v = self.record.get("variant")
         return str(v) if v else None
 
@@ -112,8 +122,8 @@ class Bundle:
 
     def artifact(self, precision: str = "fp32", format: str = "onnx", variant: Optional[str] = None
                  ) -> Artifact:  # fmt: skip
-        """The artifact of that precision, format and variant (default: the main one, no
-        variant); :class:`BundleError` if absent."""
+        """The artifact of that precision, format and variant (default: the main one, without
+        a variant); :class:`BundleError` if absent."""
         for a in self.artifacts:
             if a.precision == precision and a.format == format and a.variant == variant:
                 return a
@@ -135,7 +145,10 @@ class Bundle:
         """What a gallery records to prove its embeddings came from this model.
 
         Keys: ``model_sha256`` (the source checkpoint/ONNX hash), ``artifact_sha256`` (the
-        artifact of that precision), ``precision``, ``preprocess`` (canonical JSON).
+        artifact of that precision), ``precision``, ``preprocess`` (canonical JSON) and
+        ``model_manifest_sha256``, the digest of the manifest sections that define what an
+        embedding means (``model``, ``preprocess``, ``io``, ``score``): re-calibrating a
+        threshold table does not invalidate galleries, a changed model description does.
         """
         art = self.artifact(precision, "onnx")
         return {
@@ -143,100 +156,74 @@ class Bundle:
             "artifact_sha256": art.sha256,
             "precision": precision,
             "preprocess": json.dumps(self.preprocess.to_dict(), sort_keys=True),
+            "model_manifest_sha256": manifest_digest(
+                {k: self.manifest.get(k) for k in ("model", "preprocess", "io", "score")}
+            ),
         }
 
     # --- verification ---------------------------------------------------------------------
     def verify(self) -> None:
-        """Check every listed artifact exists with the recorded size and SHA-256.
-
-        Multi-file artifacts (a ``files`` list: ncnn ``.param`` + ``.bin``, a Core ML
-        ``.mlpackage`` directory, the test vectors) have every listed file checked; a directory
-        artifact must hold exactly its listed files.
-        """
+        """Check every file an artifact loads (its main file and any listed extra ``files``)
+        exists in the bundle as a regular file, not a symlink, with the recorded size and
+        SHA-256."""
         for a in self.artifacts:
-            p = self.path / a.file
-            if os.path.basename(a.file) != a.file:
-                raise BundleError(f"{p}: artifact names must be plain file names in the bundle")
-            if "files" in a.record:
-                _verify_files(self.path, a)
-                if p.is_dir():
-                    continue
-            if not p.is_file():
-                raise BundleError(f"{p}: listed in {MANIFEST_NAME} but missing")
-            size = p.stat().st_size
-            if size != a.size:
-                raise BundleError(
-                    f"{p}: size {size} bytes, manifest says {a.size} (truncated or replaced)"
-                )
-            digest = sha256_file(p)
-            if digest != a.sha256:
-                raise BundleError(
-                    f"{p}: sha256 {digest[:16]}... does not match the manifest's "
-                    f"{a.sha256[:16]}... (file modified after the bundle was made)"
-                )
+            entries: List[Dict[str, Any]] = [{"file": a.file, "size": a.size, "sha256": a.sha256}]
+            entries += [e for e in a.record.get("files") or [] if isinstance(e, dict)]
+            for e in entries:
+                verify_file(self.path, str(e["file"]), int(e["size"]), str(e["sha256"]))
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, precisions={self.precisions})"
 
 
-def _verify_files(root: Path, a: Artifact) -> None:
-    """Check each entry of a multi-file artifact's ``files`` list (size, SHA-256, containment)."""
-    entries = a.record.get("files")
-    if not isinstance(entries, list) or not entries:
-        raise BundleError(f"{root / a.file}: malformed 'files' list in {MANIFEST_NAME}")
-    is_dir = (root / a.file).is_dir()
-    listed = set()
-    for e in entries:
-        rel = str(e.get("path", "")) if isinstance(e, dict) else ""
-        parts = rel.split("/")
-        if not rel or rel.startswith("/") or any(x in ("", ".", "..") for x in parts):
-            raise BundleError(f"{root / a.file}: bad file path {rel!r} in {MANIFEST_NAME}")
-        if is_dir and parts[0] != a.file:
-            raise BundleError(f"{root / rel}: listed for {a.file} but outside its directory")
-        p = root / rel
-        if p.is_symlink() or not p.is_file():
-            raise BundleError(f"{p}: listed in {MANIFEST_NAME} (part of {a.file}) but missing")
-        if p.stat().st_size != int(e.get("size", -1)):
-            raise BundleError(f"{p}: size {p.stat().st_size} bytes, manifest says {e.get('size')} "
-                              "(truncated or replaced)")  # fmt: skip
-        digest = sha256_file(p)
-        if digest != e.get("sha256"):
-            raise BundleError(f"{p}: sha256 {digest[:16]}... does not match the manifest's "
-                              f"{str(e.get('sha256'))[:16]}... (file modified after the bundle was made)")  # fmt: skip
-        listed.add(rel)
-    if is_dir:
-        present = {q.relative_to(root).as_posix() for q in (root / a.file).rglob("*")
-                   if q.is_file() or q.is_symlink()}  # fmt: skip
-        extra = sorted(present - listed)
-        if extra:
-            raise BundleError(f"{root / extra[0]}: not listed in {MANIFEST_NAME} for {a.file} "
-                              f"({len(extra)} unlisted file(s) in the artifact directory)")  # fmt: skip
-        lines = "".join(f"{e['sha256']}  {e['path']}\n" for e in sorted(entries, key=lambda e: e["path"]))
-        if sha256_bytes(lines.encode("utf-8")) != a.sha256:
-            raise BundleError(f"{root / a.file}: the file list's digest does not match the manifest's sha256")
+def verify_file(root: Path, name: str, size: int, sha256: str) -> None:
+    """One bundle file: a plain name, a regular file inside ``root`` (no symlink), size and hash."""
+    p = root / name
+    if os.path.basename(name) != name or name in ("", ".", ".."):
+        raise BundleError(f"{p}: artifact names must be plain file names in the bundle")
+    if p.is_symlink():
+        raise BundleError(f"{p}: is a symbolic link; bundle files must be regular files inside it")
+    if not p.is_file():
+        raise BundleError(f"{p}: listed in {MANIFEST_NAME} but missing")
+    actual = p.stat().st_size
+    if actual != size:
+        raise BundleError(f"{p}: size {actual} bytes, manifest says {size} (truncated or replaced)")
+    digest = sha256_file(p)
+    if digest != sha256:
+        raise BundleError(
+            f"{p}: sha256 {digest[:16]}... does not match the manifest's "
+            f"{sha256[:16]}... (file modified after the bundle was made)"
+        )
+
+
+#: A manifest is small; anything larger is not one (and is not read whole).
+MAX_MANIFEST_BYTES = 16 << 20
 
 
 def read_manifest(path: Union[str, Path]) -> Dict[str, Any]:
-    """Parse and schema-check ``manifest.json`` of a bundle directory (no checksum checks)."""
+    """Parse ``manifest.json`` of a bundle directory and check every field and its content
+    digest (:mod:`.manifest_schema`); no artifact checksums. :class:`BundleError` otherwise."""
     root = Path(path)
     mpath = root / MANIFEST_NAME
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory (does not exist or is a file)")
+    if mpath.is_symlink():
+        raise BundleError(f"{mpath}: is a symbolic link; a bundle's manifest must be a regular file")
     if not mpath.is_file():
         raise BundleError(f"{mpath}: missing; {root} is not a docedge bundle")
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES >> 20} MiB; not a manifest")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as e:
         raise BundleError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_NAME:
-        raise BundleError(f"{mpath}: not a docedge bundle manifest (schema != {SCHEMA_NAME!r})")
-    version = manifest.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise BundleError(
-            f"{mpath}: unknown schema_version {version!r}; this docedge reads "
-            f"{list(SUPPORTED_SCHEMA_VERSIONS)} (upgrade docedge or re-export the bundle)"
-        )
-    return manifest
+    except RecursionError:
+        raise BundleError(f"{mpath}: JSON nested too deeply") from None
+    return validate_manifest(manifest, str(mpath))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_bundle(path: Union[str, Path], verify: bool = True) -> Bundle:
@@ -250,8 +237,15 @@ def load_bundle(path: Union[str, Path], verify: bool = True) -> Bundle:
 
 
 def write_manifest(path: Union[str, Path], manifest: Dict[str, Any]) -> None:
-    """Atomically (re)write a bundle's ``manifest.json``."""
-    data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    """Atomically (re)write a bundle's ``manifest.json``, sealed with its content digest.
+
+    Use :class:`docedge.runtime.bundle_commit.BundleTransaction` to change a bundle; this is
+    its commit point. ``manifest`` is updated in place with the new ``integrity`` record.
+    """
+    sealed = seal(manifest)
+    manifest.clear()
+    manifest.update(sealed)
+    data = (json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
     atomic_write_bytes(Path(path) / MANIFEST_NAME, data)
 
 

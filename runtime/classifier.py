@@ -1,13 +1,16 @@
 """Zero-shot classification: nearest registered exemplar, per-label aggregation, threshold.
 
 ``Classifier(bundle, gallery, fpr=1e-2)`` embeds images with the bundle's artifact for the
-chosen precision, refuses a gallery made with another model/precision, and answers, per
-image, the best label (or None = "unknown"), its parent label, score, threshold, the FPR of the
-operating point, the margin to the second-best label, and the top-k labels.
+chosen precision, refuses a gallery made with another model, artifact, precision or
+pre-processing, and answers, per image, the best label (or None = "unknown"), its parent
+label, score, threshold, the FPR of the operating point, the margin to the second-best label,
+and the top-k labels (each with its best exemplar's entry id).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -16,18 +19,25 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle
 from .embedder import Embedder
-from .errors import ImageError
+from .errors import GalleryError, ImageError
 from .gallery import Gallery
 from .preprocess import ImageInput
-from .search import as_float32, best_per_label, scores
+from .search import as_float32, top_labels
 from .thresholds import DEFAULT_FPR, OperatingPoint, bundle_operating_point
 
-#: Largest float32 copy of a float16 gallery the classifier keeps in memory (256 MiB).
+logger = logging.getLogger(__name__)
+
+#: Largest float32 copy of a float16 gallery the classifier keeps in memory (256 MiB, about
+#: 260k entries): searches then skip the per-search float16 -> float32 conversion.
 FLOAT32_CACHE_BYTES = 256 << 20
+#: Queries searched together (bounds the score buffers).
+_QUERY_BLOCK = 64
 
 
 @dataclass
 class Candidate:
+    """A label and its best exemplar's score (and entry id)."""
+
     label: str
     parent: Optional[str]
     score: float
@@ -40,8 +50,9 @@ class Candidate:
 
 @dataclass
 class Decision:
-    """The answer for one image. ``label`` is None for "unknown" (or a failed image, with
-    ``error`` set); ``best`` is the best candidate even when it did not clear the threshold."""
+    """The answer for one image. ``label`` is None for "unknown" (or for a failed image, with
+    ``error`` set); ``best`` is the best candidate even when it did not clear the threshold.
+    ``score`` is the best label's score, ``margin`` its lead over the second-best label."""
 
     label: Optional[str]
     parent: Optional[str]
@@ -58,19 +69,28 @@ class Decision:
 
     @property
     def is_unknown(self) -> bool:
-        return self.label is None
+        return self.label is None and self.error is None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def to_dict(self) -> Dict[str, Any]:
+        best = self.best
         return {"label": self.label, "parent": self.parent, "score": self.score,
                 "threshold": self.threshold, "fpr": self.fpr, "margin": self.margin,
+                "matched": self.label is not None,
+                "best": best.to_dict() if best else None,
                 "top_k": [c.to_dict() for c in self.top_k], "error": self.error}  # fmt: skip
 
 
 class Classifier:
     """Nearest-exemplar classifier over a gallery (see module docstring).
 
-    ``fpr`` picks the operating point from the bundle's table for ``precision``;
-    ``threshold`` overrides it. Backend options go to :class:`Embedder`.
+    ``fpr`` picks the operating point from the bundle's table for ``precision`` (default
+    1e-2); ``threshold`` (score space) overrides it; a bundle without a table for that
+    precision needs ``threshold`` (:class:`ThresholdError` says so). ``top_k`` labels are
+    reported per image. ``backend`` and ``backend_options`` go to :class:`Embedder`.
     """
 
     def __init__(
@@ -86,66 +106,109 @@ class Classifier:
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.precision = precision
-        g = gallery if isinstance(gallery, Gallery) else Gallery.open(gallery)
-        g.check_fingerprint(self.bundle.fingerprint(precision))
+        expected = self.bundle.fingerprint(precision)
+        if isinstance(gallery, Gallery):
+            g = gallery
+            g.check_fingerprint(expected)
+        else:
+            g = Gallery.open(gallery, expect_fingerprint=expected)
+        if g.dim != self.bundle.embedding_dim:
+            raise GalleryError(f"{g.path}: {g.dim}-d embeddings, the bundle makes "
+                               f"{self.bundle.embedding_dim}-d")  # fmt: skip
+        g.check_embeddings()  # a flipped bit is refused before the first search (one fast pass)
         self.gallery = g
         self.operating_point: OperatingPoint = bundle_operating_point(
             self.bundle, precision, fpr, threshold
         )
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, not {top_k}")
         self.top_k = top_k
         self.embedder = Embedder(self.bundle, precision=precision, backend=backend,
                                  **backend_options)  # fmt: skip
+        self._load_index(g)
+
+    def _load_index(self, g: Gallery) -> None:
         # float16 galleries: convert once to float32 when that fits the budget (searches then
         # run at memory bandwidth); larger ones are converted chunk by chunk per search.
         f32_bytes = len(g) * g.dim * 4
-        cache = g.dtype != "float32" and f32_bytes <= FLOAT32_CACHE_BYTES
-        self._matrix = as_float32(g.embeddings) if cache else g.embeddings
+        cache = g.dtype != "float32" and 0 < f32_bytes <= FLOAT32_CACHE_BYTES
+        self._matrix = as_float32(np.asarray(g.embeddings)) if cache else g.embeddings
         self._labels = g.labels
         self._label_ids = g.label_ids()
-        parents = {e.label: e.parent for e in g.entries}
-        self._parents = [parents[lbl] for lbl in self._labels]
+        self._parents = g.label_parents()
+        self._ids = np.asarray(g.ids, np.int64)
 
-    def classify(self, images: Sequence[ImageInput]) -> List[Decision]:
-        """One :class:`Decision` per image (a bad image gets ``error`` and label None)."""
-        if isinstance(images, (str, bytes, Path, np.ndarray)):
-            images = [images]
-        result = self.embedder.embed_many(images)
-        out: List[Decision] = []
+    def classify(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[Decision]:
+        """One :class:`Decision` per image, in order. A bad image gets ``error`` (and label
+        None); the other images of the batch are classified normally."""
+        items: List[ImageInput]
+        if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)):
+            items = [images]
+        else:
+            items = list(images)
+        result = self.embedder.embed_many(items)
         op = self.operating_point
         valid = np.flatnonzero(result.ok)
         decided = dict(zip(valid.tolist(), self.decide(result.embeddings[valid])))
-        for i in range(len(images)):
+        out: List[Decision] = []
+        for i in range(len(items)):
             if i in decided:
                 out.append(decided[i])
             else:
                 err: Optional[ImageError] = result.errors.get(i)
                 out.append(Decision(None, None, None, op.threshold, op.fpr, None, [],
-                                    error=str(err) if err else "failed"))  # fmt: skip
+                                    error=str(err) if err else "embedding failed"))  # fmt: skip
         return out
 
     def decide(self, embeddings: np.ndarray[Any, Any]) -> List[Decision]:
-        """Decisions for already-computed unit embeddings ``(N, D)``."""
+        """Decisions for already-computed unit embeddings ``(N, D)`` (no image decoding)."""
         op = self.operating_point
-        if len(self.gallery) == 0:
+        emb = np.asarray(embeddings, np.float32)
+        if emb.ndim == 1:
+            emb = emb[None]
+        if len(self._label_ids) == 0:
             return [Decision(None, None, None, op.threshold, op.fpr, None, [])
-                    for _ in range(len(embeddings))]  # fmt: skip
-        s = scores(embeddings, self._matrix)
-        n_labels = len(self._labels)
-        out = []
-        for row in s:
-            per_label = best_per_label(row, self._label_ids, n_labels)
-            k = min(self.top_k, n_labels)
-            order = np.argsort(-per_label, kind="stable")[:k]
-            top = []
-            for li in order:
-                members = np.flatnonzero(self._label_ids == li)
-                best_row = int(members[np.argmax(row[members])])
-                top.append(Candidate(self._labels[li], self._parents[li], float(per_label[li]),
-                                     self.gallery.entries[best_row].id))  # fmt: skip
-            best = top[0]
-            margin = best.score - top[1].score if len(top) > 1 else None
-            matched = best.score > op.threshold
-            out.append(Decision(best.label if matched else None,
-                                best.parent if matched else None, best.score, op.threshold,
-                                op.fpr, margin, top))  # fmt: skip
+                    for _ in range(len(emb))]  # fmt: skip
+        want = max(self.top_k, 2)  # the second-best label gives the margin
+        out: List[Decision] = []
+        for start in range(0, len(emb), _QUERY_BLOCK):
+            per_query = top_labels(emb[start : start + _QUERY_BLOCK], self._matrix,
+                                   self._label_ids, want)  # fmt: skip
+            for found in per_query:
+                _check_scores(self.gallery.path, found)
+                cands = [Candidate(self._labels[li], self._parents[li], score,
+                                   int(self._ids[row])) for li, score, row in found]  # fmt: skip
+                best = cands[0]
+                margin = best.score - cands[1].score if len(cands) > 1 else None
+                matched = best.score > op.threshold  # strict, as DocClassifier
+                out.append(Decision(best.label if matched else None,
+                                    best.parent if matched else None, best.score,
+                                    op.threshold, op.fpr, margin,
+                                    cands[: self.top_k]))  # fmt: skip
         return out
+
+    def close(self) -> None:
+        """Release the backend (when it has something to release)."""
+        close = getattr(self.embedder, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+#: Scores live in [0, 1]; float16 rounding of unit vectors can pass 1 by this much.
+_SCORE_SLACK = 2e-3
+
+
+def _check_scores(path: Any, found: Sequence[Any]) -> None:
+    """A score outside [0, 1] (or NaN) means a non-unit vector reached the search: refuse it
+    rather than report a match with score 1.97."""
+    for _li, score, _row in found:
+        if not (-_SCORE_SLACK <= score <= 1.0 + _SCORE_SLACK):
+            raise GalleryError(f"{path}: similarity score {score!r} outside [0, 1]: the gallery "
+                               "or the query holds a vector that is not unit-length (corrupt "
+                               "gallery or failed embedding)")  # fmt: skip

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 
 from .backends import Backend, create_backend
 from .bundle import Bundle, load_bundle
 from .errors import ImageError
-from .preprocess import ImageInput, load_image, preprocess_bgr
+from .preprocess import ImageInput, describe_source, load_image, preprocess_bgr
 
 logger = logging.getLogger(__name__)
 
@@ -93,35 +95,61 @@ class Embedder:
             raise result.errors[first]
         return result.embeddings
 
-    def embed_many(self, images: Sequence[ImageInput]) -> EmbedResult:
+    def embed_many(self, images: Sequence[ImageInput], prefetch: bool = True) -> EmbedResult:
         """Embed images, isolating failures: a corrupt image fails that item only.
 
-        Pre-processing streams batch by batch, so memory stays bounded by ``batch_size``.
+        Batches stream through a two-stage pipeline: while the backend runs batch ``i``, one
+        worker thread decodes and pre-processes batch ``i + 1`` (OpenCV and ONNX Runtime both
+        release the GIL), so decoding overlaps inference; memory stays bounded by two batches.
+        ``prefetch=False`` runs the stages one after the other.
         """
         n = len(images)
         emb = np.full((n, self.dim), np.nan, dtype=np.float32)
         ok = np.zeros(n, dtype=bool)
         errors: Dict[int, ImageError] = {}
-        pending: List[int] = []
-        buf = np.empty((self.batch_size, 3, self.spec.height, self.spec.width), np.float32)
+        starts = list(range(0, n, self.batch_size))
 
-        def flush() -> None:
-            if pending:
-                emb[pending] = self.backend.run(buf[: len(pending)])
-                ok[pending] = True
-                pending.clear()
+        def prepare(start: int) -> Tuple[np.ndarray[Any, Any], List[int]]:
+            buf = np.empty((self.batch_size, 3, self.spec.height, self.spec.width), np.float32)
+            rows: List[int] = []
+            for i in range(start, min(n, start + self.batch_size)):
+                try:
+                    buf[len(rows)] = self.preprocess_one(images[i], i)
+                except ImageError as e:
+                    logger.warning("skipping image: %s", e)
+                    errors[i] = e
+                    continue
+                except (cv2.error, MemoryError, ValueError) as e:  # never abort the whole batch
+                    err = ImageError(describe_source(images[i], i), f"cannot pre-process ({e})")
+                    logger.warning("skipping image: %s", err)
+                    errors[i] = err
+                    continue
+                rows.append(i)
+            return buf, rows
 
-        for i, item in enumerate(images):
-            try:
-                buf[len(pending)] = self.preprocess_one(item, i)
-            except ImageError as e:
-                logger.warning("skipping image: %s", e)
-                errors[i] = e
-                continue
-            pending.append(i)
-            if len(pending) == self.batch_size:
-                flush()
-        flush()
+        def infer(buf: np.ndarray[Any, Any], rows: List[int]) -> None:
+            if not rows:
+                return
+            out = self.backend.run(buf[: len(rows)])
+            finite = np.all(np.isfinite(out), axis=1)
+            for r, i in enumerate(rows):
+                if finite[r]:
+                    emb[i], ok[i] = out[r], True
+                else:
+                    errors[i] = ImageError(describe_source(images[i], i),
+                                           "the model produced a non-finite embedding")  # fmt: skip
+
+        if not prefetch or len(starts) < 2:
+            for start in starts:
+                infer(*prepare(start))
+            return EmbedResult(emb, ok, errors)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docedge-prep") as pool:
+            pending = pool.submit(prepare, starts[0])
+            for nxt in [*starts[1:], None]:
+                buf, rows = pending.result()
+                if nxt is not None:
+                    pending = pool.submit(prepare, nxt)
+                infer(buf, rows)
         return EmbedResult(emb, ok, errors)
 
     def describe(self) -> Dict[str, Any]:

@@ -1,6 +1,6 @@
 """Check an integrator's own pre-processing and model output against a bundle's test vectors.
 
-The vectors (``<bundle>/test_vectors/``, written at conversion; format in ``index.json``) are
+The vectors (``<bundle>/test_vectors.zip``, written at conversion; format in ``index.json``) are
 PNG images, the exact float32 NCHW tensors docedge feeds the model, and the reference
 embeddings. Run your device's decode + resize + colour handling on each PNG, then compare:
 
@@ -16,7 +16,9 @@ numpy and OpenCV only (no torch, no onnx); Python 3.8 compatible.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -26,6 +28,8 @@ import numpy as np
 from .errors import DocedgeError
 
 VECTOR_DIR = "test_vectors"
+#: In a bundle the vectors are one file (bundles hold plain files only): a zip of ``test_vectors/``.
+ARCHIVE_NAME = "test_vectors.zip"
 INDEX_NAME = "index.json"
 SCHEMA = "docedge.test_vectors"
 TENSOR_MAX_ABS = 2.0 / 255.0
@@ -66,22 +70,57 @@ class TestVectors:
 
     __test__ = False
 
-    def __init__(self, folder: Union[str, Path]) -> None:
-        root = Path(folder)
-        if (root / VECTOR_DIR / INDEX_NAME).is_file():  # a bundle directory was given
-            root = root / VECTOR_DIR
-        path = root / INDEX_NAME
-        if not path.is_file():
-            raise TestVectorError(f"{path}: missing (no test vectors here; run `docedge convert`)")
+    def __init__(self, source: Union[str, Path]) -> None:
+        """``source``: a bundle directory (reads its ``test_vectors.zip``), the zip itself, or
+        an extracted ``test_vectors`` folder."""
+        src = Path(source)
+        self._zip: Optional[zipfile.ZipFile] = None
+        self._prefix = ""
+        if src.is_dir() and (src / ARCHIVE_NAME).is_file():
+            src = src / ARCHIVE_NAME
+        if src.is_file():
+            try:
+                self._zip = zipfile.ZipFile(src)
+            except (OSError, zipfile.BadZipFile) as e:
+                raise TestVectorError(f"{src}: not a readable test-vector archive ({e})") from None
+            self._prefix = VECTOR_DIR + "/"
+            where = f"{src}:{self._prefix}{INDEX_NAME}"
+            if self._prefix + INDEX_NAME not in self._zip.namelist():
+                raise TestVectorError(f"{where}: missing from the archive")
+            raw = self._zip.read(self._prefix + INDEX_NAME)
+        else:
+            if (src / VECTOR_DIR / INDEX_NAME).is_file():
+                src = src / VECTOR_DIR
+            where = str(src / INDEX_NAME)
+            if not (src / INDEX_NAME).is_file():
+                raise TestVectorError(f"{where}: missing (no test vectors here; run `docedge convert`)")
+            raw = (src / INDEX_NAME).read_bytes()
         try:
-            index = json.loads(path.read_text(encoding="utf-8"))
+            index = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise TestVectorError(f"{path}: not valid JSON ({e})") from None
+            raise TestVectorError(f"{where}: not valid JSON ({e})") from None
         if not isinstance(index, dict) or index.get("schema") != SCHEMA:
-            raise TestVectorError(f"{path}: not a docedge test-vector index (schema != {SCHEMA!r})")
-        self.root = root
+            raise TestVectorError(f"{where}: not a docedge test-vector index (schema != {SCHEMA!r})")
+        self.root = src
         self.index = index
         self.vectors: List[Dict[str, Any]] = list(index.get("vectors", []))
+
+    def read_bytes(self, member: str) -> bytes:
+        """The bytes of one file of the vectors (``index.json``, a PNG, a ``.npy``)."""
+        try:
+            if self._zip is not None:
+                return self._zip.read(self._prefix + member)
+            return (self.root / member).read_bytes()
+        except (KeyError, OSError) as e:
+            raise TestVectorError(f"{self.root}: cannot read {member} ({e})") from None
+
+    def extract(self, dest: Union[str, Path]) -> Path:
+        """Write the vectors as plain files into ``dest/test_vectors`` (to copy to a device)."""
+        out = Path(dest) / VECTOR_DIR
+        out.mkdir(parents=True, exist_ok=True)
+        for member in [INDEX_NAME] + [str(v[k]) for v in self.vectors for k in ("image", "tensor", "embedding")]:
+            (out / member).write_bytes(self.read_bytes(member))
+        return out
 
     @property
     def names(self) -> List[str]:
@@ -93,15 +132,16 @@ class TestVectors:
                 return v
         raise TestVectorError(f"{self.root}: no test vector named {name!r} (have {self.names})")
 
-    def image_path(self, name: str) -> Path:
-        return self.root / str(self._entry(name)["image"])
+    def image_bytes(self, name: str) -> bytes:
+        """The encoded PNG of vector ``name`` (decode it the way your device does)."""
+        return self.read_bytes(str(self._entry(name)["image"]))
 
     def _load(self, name: str, key: str) -> np.ndarray:
-        path = self.root / str(self._entry(name)[key])
+        member = str(self._entry(name)[key])
         try:
-            arr: np.ndarray = np.load(path, allow_pickle=False)
+            arr: np.ndarray = np.load(io.BytesIO(self.read_bytes(member)), allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise TestVectorError(f"{path}: cannot read the .npy file ({e})") from None
+            raise TestVectorError(f"{self.root}: {member}: cannot read the .npy file ({e})") from None
         return arr
 
     def tensor(self, name: str, layout: str = "NCHW") -> np.ndarray:
@@ -159,6 +199,6 @@ class TestVectors:
         return out
 
 
-def load_test_vectors(folder: Union[str, Path]) -> TestVectors:
-    """Open the test vectors of a bundle directory or of a ``test_vectors`` folder."""
-    return TestVectors(folder)
+def load_test_vectors(source: Union[str, Path]) -> TestVectors:
+    """Open the test vectors of a bundle directory, a ``test_vectors.zip`` or an extracted folder."""
+    return TestVectors(source)

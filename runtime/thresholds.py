@@ -8,19 +8,26 @@ explicit threshold. A match needs ``score > threshold`` (strict).
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from .bundle import Bundle, read_manifest, write_manifest
+from .bundle import Bundle
 from .errors import ThresholdError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_FPR = 1e-2
 PUBLISHED_MODEL_CFG = "20240326"
 _DATA = Path(__file__).resolve().parent / "data"
-_RELEASED_NAME = re.compile(r"lcnet050_cosface_f256_r128_squeeze_lbn.*_20240326")
+_RELEASED_NAME = re.compile(
+    r"lcnet050_cosface_f256_r128_squeeze_lbn\w*_20240326(?:_fp\d+)?(?:\.onnx)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -49,17 +56,42 @@ def load_table(path: Union[str, Path]) -> Dict[str, Any]:
     return result
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
 def validate_table(table: Any, source: str = "<table>") -> None:
-    """Raise :class:`ThresholdError` unless ``table`` has well-formed rows."""
+    """Raise :class:`ThresholdError` unless ``table`` is a well-formed TPR@FPR table: a
+    non-empty ``rows`` list of ``{"fpr" in (0, 1], "tpr" in [0, 1] or null, "threshold" in
+    [0, 1] (null allowed when ``"supported": false``), "achieved_fpr", "supported"}``, an
+    optional ``auroc`` in [0, 1] and an optional ``source`` object."""
     if not isinstance(table, dict) or not isinstance(table.get("rows"), list) or not table["rows"]:
         raise ThresholdError(f"{source}: a threshold table needs a non-empty 'rows' list")
+    seen = set()
     for row in table["rows"]:
-        if not isinstance(row, dict) or "fpr" not in row:
-            raise ThresholdError(f"{source}: malformed row {row!r}")
+        if not isinstance(row, dict) or not _is_number(row.get("fpr")):
+            raise ThresholdError(f"{source}: malformed row {row!r} (needs a numeric 'fpr')")
+        fpr = float(row["fpr"])
+        if not 0.0 < fpr <= 1.0:
+            raise ThresholdError(f"{source}: row {row!r}: fpr must be in (0, 1]")
+        if fpr in seen:
+            raise ThresholdError(f"{source}: two rows for FPR {fpr:g}")
+        seen.add(fpr)
+        tpr = row.get("tpr")
+        if tpr is not None and (not _is_number(tpr) or not 0.0 <= float(tpr) <= 1.0):
+            raise ThresholdError(f"{source}: row {row!r}: tpr must be in [0, 1] or null")
+        if not isinstance(row.get("supported", True), bool):
+            raise ThresholdError(f"{source}: row {row!r}: 'supported' must be true or false")
         if row.get("supported", True):
-            t = row.get("threshold")
-            if not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
-                raise ThresholdError(f"{source}: row {row!r} has no threshold in [0, 1]")
+            t: Any = row.get("threshold")
+            if not _is_number(t) or not 0.0 <= float(t) <= 1.0:
+                raise ThresholdError(f"{source}: row {row!r} has no threshold in [0, 1] "
+                                     "(thresholds are in the (cos+1)/2 score space)")  # fmt: skip
+    auroc = table.get("auroc")
+    if auroc is not None and (not _is_number(auroc) or not 0.0 <= float(auroc) <= 1.0):
+        raise ThresholdError(f"{source}: auroc must be in [0, 1] or absent")
+    if "source" in table and not isinstance(table["source"], dict):
+        raise ThresholdError(f"{source}: 'source' (provenance) must be an object")
 
 
 def published_table() -> Dict[str, Any]:
@@ -69,14 +101,31 @@ def published_table() -> Dict[str, Any]:
 
 
 def published_table_for(model_info: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The published table when ``model_info`` (a manifest ``model`` section) is 20240326.
+    """The published fp32 table when ``model_info`` (a manifest ``model`` section) describes
+    DocClassifier's released model_cfg 20240326, else None.
 
-    Recognized by ``model_cfg`` or by the released file name in ``source.file``.
+    Recognized by ``model_cfg == "20240326"`` or by the released file name
+    (``lcnet050_cosface_f256_r128_squeeze_lbn_imagenet_finetune_20240326_fp32.onnx``) in
+    ``source.file`` or ``name``. The table is for the fp32 artifact only.
     """
+    how = None
     if str(model_info.get("model_cfg") or "") == PUBLISHED_MODEL_CFG:
-        return published_table()
-    name = str((model_info.get("source") or {}).get("file") or "")
-    return published_table() if _RELEASED_NAME.search(name) else None
+        how = "model_cfg"
+    else:
+        src = model_info.get("source")
+        names = [str((src or {}).get("file") or "") if isinstance(src, dict) else "",
+                 str(model_info.get("name") or "")]  # fmt: skip
+        if any(_RELEASED_NAME.search(n) for n in names):
+            how = "released file name"
+    if how is None:
+        return None
+    table = published_table()
+    table["source"] = dict(table.get("source") or {}, recognized_by=how)
+    return table
+
+
+def _same_fpr(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
 
 
 def operating_point(
@@ -85,36 +134,49 @@ def operating_point(
     threshold: Optional[float] = None,
     where: str = "bundle",
 ) -> OperatingPoint:
-    """Pick the threshold: explicit ``threshold`` wins; else the table row for ``fpr``."""
+    """Pick the threshold: an explicit ``threshold`` wins; else the table row for ``fpr``
+    (default 1e-2). Raises :class:`ThresholdError` when there is no table, no row for that
+    FPR, or the row is unsupported; the message lists the rows that are available."""
     if threshold is not None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ThresholdError(f"threshold {threshold} outside the score space [0, 1]")
+        if not _is_number(threshold) or not 0.0 <= float(threshold) <= 1.0:
+            raise ThresholdError(f"threshold {threshold} outside the score space [0, 1] "
+                                 "(score = (cos+1)/2)")  # fmt: skip
         return OperatingPoint(float(threshold), None, None, "explicit")
     if table is None:
         raise ThresholdError(
             f"{where} has no threshold table for this precision: give an explicit threshold "
-            "(--threshold T) or calibrate one (docedge calibrate thresholds)"
+            "(threshold=T, --threshold T), attach a table (docedge.runtime.thresholds."
+            "attach_table) or calibrate one (docedge calibrate thresholds)"
         )
-    fpr = DEFAULT_FPR if fpr is None else fpr
-    rows = table.get("rows", [])
-    for row in rows:
-        if abs(float(row["fpr"]) - fpr) <= 1e-12 * max(1.0, fpr):
+    fpr = DEFAULT_FPR if fpr is None else float(fpr)
+    for row in table.get("rows", []):
+        if _same_fpr(float(row["fpr"]), fpr):
             if not row.get("supported", True) or row.get("threshold") is None:
                 raise ThresholdError(
                     f"{where}: the table cannot support FPR {fpr:g} (too few impostor pairs "
-                    f"when it was calibrated); available: {_available(table)}"
+                    f"when it was calibrated); available: {available_rows(table)}"
                 )
-            return OperatingPoint(float(row["threshold"]), fpr, row.get("tpr"), "table")
-    raise ThresholdError(f"{where}: no table row for FPR {fpr:g}; available: {_available(table)}")
+            tpr = row.get("tpr")
+            return OperatingPoint(float(row["threshold"]), fpr,
+                                  None if tpr is None else float(tpr), "table")  # fmt: skip
+    raise ThresholdError(f"{where}: no table row for FPR {fpr:g}; available: "
+                         f"{available_rows(table)}")  # fmt: skip
 
 
-def _available(table: Dict[str, Any]) -> str:
-    ok = [f"{r['fpr']:g}" for r in table.get("rows", []) if r.get("supported", True)]
-    return ", ".join(ok) or "none"
+def available_rows(table: Dict[str, Any]) -> str:
+    """``"1e-05 (threshold 0.705, TPR 0.856), ..."`` for the supported rows of a table."""
+    out = []
+    for r in table.get("rows", []):
+        if r.get("supported", True) and r.get("threshold") is not None:
+            tpr = f", TPR {r['tpr']:g}" if r.get("tpr") is not None else ""
+            out.append(f"FPR {r['fpr']:g} (threshold {r['threshold']:g}{tpr})")
+    return ", ".join(out) or "none"
 
 
 def bundle_operating_point(
-    bundle: Bundle, precision: str, fpr: Optional[float] = DEFAULT_FPR,
+    bundle: Bundle,
+    precision: str,
+    fpr: Optional[float] = DEFAULT_FPR,
     threshold: Optional[float] = None,
 ) -> OperatingPoint:
     """Operating point for ``precision`` of ``bundle`` (its own table, never another's)."""
@@ -122,9 +184,68 @@ def bundle_operating_point(
                            where=f"{bundle.path} ({precision})")  # fmt: skip
 
 
-def attach_table(bundle_dir: Union[str, Path], precision: str, table: Dict[str, Any]) -> None:
-    """Write ``table`` as the bundle's threshold table for ``precision`` (atomic manifest)."""
-    validate_table(table)
-    manifest = read_manifest(bundle_dir)
-    manifest.setdefault("thresholds", {})[precision] = table
-    write_manifest(bundle_dir, manifest)
+def commit_tables(bundle_dir: Union[str, Path], tables: Dict[str, Dict[str, Any]],
+                  replace: bool = False) -> None:  # fmt: skip
+    """Record ``{precision: table}`` in the bundle in one atomic manifest commit.
+
+    A precision that already has a table keeps it unless ``replace``: a table measured on a
+    large set must not be swapped silently for one from a small folder. A replaced table's
+    provenance stays in the new one (``source.replaces``).
+    """
+    from .bundle_commit import BundleTransaction
+
+    for precision, table in tables.items():
+        validate_table(table, f"{bundle_dir} ({precision})")
+    with BundleTransaction(bundle_dir) as tx:
+        have = tx.manifest.get("thresholds") or {}
+        listed = {a.get("precision") for a in tx.manifest.get("artifacts", [])
+                  if a.get("format") == "onnx"}  # fmt: skip
+        for precision, table in tables.items():
+            old = have.get(precision)
+            if old and not replace:
+                src = old.get("source") or {}
+                what = src.get("origin") or src.get("attached_from") or "unknown origin"
+                pairs = src.get("impostor_pairs")
+                raise ThresholdError(
+                    f"{bundle_dir}: already has a {precision} table ({what}"
+                    + (f", {pairs:,} impostor pairs" if isinstance(pairs, int) else "")
+                    + "); replacing it needs --replace (replace=True)"
+                )
+            if old:
+                table = dict(table, source=dict(table.get("source") or {},
+                                                replaces=old.get("source") or {}))  # fmt: skip
+            if precision not in listed:
+                logger.warning("%s: no onnx artifact of precision %s yet; table attached anyway",
+                               bundle_dir, precision)  # fmt: skip
+            have[precision] = table
+        tx.manifest["thresholds"] = have
+
+
+def attach_table(bundle_dir: Union[str, Path], precision: str,
+                 table: Union[str, Path, Dict[str, Any]],
+                 replace: bool = False) -> Dict[str, Any]:  # fmt: skip
+    """Record a TPR@FPR table (a JSON file path or a dict) as the bundle's table for
+    ``precision``; the manifest is rewritten atomically (an existing table is replaced only
+    with ``replace``). Returns the table as written.
+
+    A table that names another ``precision`` is refused. Provenance is kept: the table's
+    ``source`` plus ``attached_from`` (the file) and ``attached_at``."""
+    if isinstance(table, (str, Path)):
+        data = load_table(table)
+        origin = str(Path(table).resolve())
+    else:
+        validate_table(table)
+        data = json.loads(json.dumps(table))
+        origin = "python object"
+    named = data.get("precision")
+    if named is not None and named != precision:
+        raise ThresholdError(f"the table is for precision {named!r}, not {precision!r}; a "
+                             "precision must use its own table")  # fmt: skip
+    data["precision"] = precision
+    data["source"] = dict(data.get("source") or {}, attached_from=origin,
+                          attached_at=_dt.datetime.now(_dt.timezone.utc)
+                          .replace(microsecond=0).isoformat())  # fmt: skip
+    commit_tables(bundle_dir, {precision: data}, replace=replace)
+    logger.info("%s: threshold table attached for %s (%d rows)", bundle_dir, precision,
+                len(data["rows"]))  # fmt: skip
+    return data

@@ -6,8 +6,8 @@ then classify with the TensorRT backend. Not runnable without a GPU.
 
 import sys
 
-from docedge.export.engine import Profile, build_engine
 from docedge.runtime import Classifier, load_bundle
+from docedge.runtime.backends.tensorrt.builder import Profile, build_engine
 
 bundle = load_bundle(sys.argv[1])
 engine, built = build_engine(bundle, "fp16", Profile(1, 8, 32))  # cached per GPU/TensorRT/ONNX

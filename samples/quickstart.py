@@ -6,11 +6,11 @@
 import sys
 from pathlib import Path
 
-from docedge.synth.dataset import write_captures, write_documents
 from docedge.export.bundle_writer import export_bundle
 from docedge.runtime import Classifier
 from docedge.runtime.embedder import Embedder
 from docedge.runtime.gallery_sync import sync_register
+from docedge.synth.dataset import write_captures, write_documents
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "quickstart_out")
 bundle = export_bundle(work / "bundle", overwrite=True)              # the embedded demo model

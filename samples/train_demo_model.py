@@ -55,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from docedge.export.model import ARCHITECTURE, INPUT_SIZE, build_model
 from docedge.synth.captures import capture
 from docedge.synth.documents import (
     FIRST_TRAIN_TYPE_ID,
@@ -62,7 +63,6 @@ from docedge.synth.documents import (
     DocumentType,
     render,
 )
-from docedge.export.model import ARCHITECTURE, INPUT_SIZE, build_model
 
 log = logging.getLogger("train_demo")
 

@@ -44,3 +44,15 @@ def check_image_files(tmp_path_factory) -> List[Path]:
     from docedge.export.check_images import write_check_images
 
     return write_check_images(tmp_path_factory.mktemp("check_images"), count=36, seed=777)
+
+
+@pytest.fixture(scope="session")
+def demo_release(tmp_path_factory) -> Path:
+    """The demo model as ``docedge export --precision fp32,fp16,int8`` makes it (read-only:
+    copy it before changing it)."""
+    from docedge.calibration.pipeline import make_bundle
+    from docedge.export.reference import load_reference
+
+    out = tmp_path_factory.mktemp("demo_release") / "bundle"
+    make_bundle(out, load_reference(), ("fp32", "fp16", "int8"), progress=False)
+    return out

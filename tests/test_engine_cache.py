@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from docedge.runtime.engine_cache import (
+from docedge.runtime.backends.tensorrt.engine_cache import (
     MAX_BATCH_LIMIT,
     EngineCacheMismatch,
     EngineKey,

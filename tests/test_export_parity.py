@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
 import torch
 
-from docedge.export.bundle_writer import GateError, export_bundle, torch_embed
+from docedge.export.bundle_writer import export_bundle
 from docedge.export.check_images import check_batch
+from docedge.export.gates import GateError, torch_embed
 from docedge.export.model import build_model
 from docedge.export.onnx_export import get_metadata
 from docedge.export.reference import ReferenceModel
@@ -52,9 +51,9 @@ def test_dynamic_batch_sizes_match_pytorch(seeded_bundle, seeded_reference, batc
 def test_onnx_file_is_self_describing(seeded_bundle):
     meta = get_metadata(onnx.load(str(seeded_bundle / "model_fp32.onnx")))
     assert meta["precision"] == "fp32"
-    pre = json.loads(meta["preprocess"])
+    pre = meta["preprocess"]
     assert pre["color_order"] == "BGR" and pre["interpolation"] == "INTER_LINEAR"
-    assert json.loads(meta["io"])["output"]["name"] == "feats"
+    assert meta["io"]["output"]["name"] == "feats"
     assert meta["source_sha256"] == load_bundle(seeded_bundle).model["source"]["sha256"]
 
 

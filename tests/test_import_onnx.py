@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from docedge.export.bundle_writer import import_onnx
+from docedge.export.import_onnx import import_onnx
 from docedge.runtime import BundleError, Embedder
 
 RELEASED = "lcnet050_cosface_f256_r128_squeeze_lbn_imagenet_finetune_20240326_fp32.onnx"
@@ -22,20 +22,27 @@ def released_like(seeded_bundle, tmp_path):
     return path
 
 
-def test_released_file_is_wrapped_recognized_and_gets_the_published_table(released_like, tmp_path):
+def test_a_released_looking_name_gets_no_table_by_itself(released_like, tmp_path):
+    """A file name proves nothing: a renamed demo model must not get DocClassifier's table."""
     b = import_onnx(released_like, tmp_path / "bundle")
-    assert b.model["model_cfg"] == "20240326"
-    assert b.model["source"]["kind"] == "onnx"
-    table = b.thresholds("fp32")
-    assert table is not None
-    fpr_1e2 = next(r for r in table["rows"] if r["fpr"] == pytest.approx(1e-2))
-    assert fpr_1e2["threshold"] == pytest.approx(0.626)
+    assert b.model["source"]["kind"] == "onnx" and b.thresholds("fp32") is None
     out = onnx.load(str(b.artifact_path("fp32"))).graph.output[0]
     assert out.type.tensor_type.shape.dim[0].dim_param == "N"
     assert Embedder(b).run_tensor(__import__("numpy").zeros((3, 3, 128, 128), "float32")).shape == (
         3,
         256,
     )
+
+
+def test_the_published_table_is_attached_on_request_with_its_provenance(released_like, tmp_path):
+    b = import_onnx(released_like, tmp_path / "bundle", model_cfg="20240326",
+                    table="published-20240326")  # fmt: skip
+    table = b.thresholds("fp32")
+    fpr_1e2 = next(r for r in table["rows"] if r["fpr"] == pytest.approx(1e-2))
+    assert fpr_1e2["threshold"] == pytest.approx(0.626)
+    assert table["source"]["proven_released_file"] is False
+    assert "user request" in table["source"]["attached_by"]
+    assert b.model["model_cfg"] == "20240326"
 
 
 def test_file_with_another_interface_is_refused_saying_what_differs(seeded_bundle, tmp_path):

@@ -19,17 +19,24 @@ def test_coreml_packages_are_recorded_not_run_and_every_file_hashed(seeded_bundl
     report = convert_bundle(root, ["coreml"], reference=seeded_reference, benchmark=False,
                             options={"vectors": False})  # fmt: skip
     recs = {r["file"]: r for r in report.records}
-    assert set(recs) == {"model_fp16.mlpackage", "model_int8w.mlpackage"}
+    assert set(recs) == {"model_fp16.mlpackage.zip", "model_int8w.mlpackage.zip"}
     for rec in recs.values():
         v = rec["verification"]
         assert v["passed"] is None
         assert v["verified_with"] == {"status": "not run", "reason": "needs macOS (Core ML prediction is "
                                       "not available on Linux)"}  # fmt: skip
-        assert any(f["path"].endswith("weight.bin") for f in rec["files"])
-        assert rec["size"] == sum(f["size"] for f in rec["files"])
-    assert recs["model_int8w.mlpackage"]["size"] < 0.7 * recs["model_fp16.mlpackage"]["size"]
+        assert any(f["path"].endswith("weights/weight.bin") for f in rec["contents"])
+        assert rec["package"] == rec["file"][:-4]
+    assert recs["model_int8w.mlpackage.zip"]["size"] < 0.7 * recs["model_fp16.mlpackage.zip"]["size"]
     load_bundle(root)
-    w = next((root / "model_int8w.mlpackage").rglob("weight.bin"))
-    w.write_bytes(w.read_bytes()[:-1] + b"\0")
-    with pytest.raises(BundleError, match="weight.bin"):
+    # the archive is reproducible: the same package bytes give the same zip
+    import zipfile
+
+    with zipfile.ZipFile(root / "model_fp16.mlpackage.zip") as zf:
+        names = zf.namelist()
+        assert names == sorted(names) and all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
+        assert "model_fp16.mlpackage/Manifest.json" in names
+    z = root / "model_int8w.mlpackage.zip"
+    z.write_bytes(z.read_bytes()[:-1] + b"\0")
+    with pytest.raises(BundleError, match="model_int8w.mlpackage.zip"):
         load_bundle(root)

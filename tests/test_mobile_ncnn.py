@@ -23,7 +23,8 @@ def test_ncnn_fp16_and_fp32_pass_and_both_files_are_hashed(seeded_bundle, seeded
     assert set(recs) == {"fp16", "fp32"}
     for prec, rec in recs.items():
         assert rec["verification"]["passed"] is True
-        assert [f["path"] for f in rec["files"]] == [f"model_{prec}.ncnn.param", f"model_{prec}.ncnn.bin"]
+        assert rec["file"] == f"model_{prec}.ncnn.param"
+        assert [f["file"] for f in rec["files"]] == [f"model_{prec}.ncnn.bin"]
         assert rec["converter"]["fp16_weights"] is (prec == "fp16")
     assert recs["fp32"]["verification"]["cos_min"] > 0.99999
     assert not [p for p in root.iterdir() if "pnnx" in p.name or p.suffix == ".py"]  # pnnx's by-products

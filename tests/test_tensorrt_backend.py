@@ -1,5 +1,5 @@
 """Engine builds, calibration cache selection and the TensorRT backend, on fake TensorRT lines
-(8.5, 10, 11) and a fake pycuda (see test_trt_compat.py), plus the clear errors this machine
+(8.5, 10, 11) and a fake pycuda (tests/fake_tensorrt.py), plus the clear errors this machine
 (no TensorRT, no GPU) gives for real."""
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from typing import Optional
 
 import numpy as np
 import pytest
-from test_trt_compat import FakeCuda, fake_embed, make_fake_trt
+from fake_tensorrt import FakeCuda, fake_embed, make_fake_trt
 
 from docedge.runtime.backends import Backend, create_backend
-from docedge.runtime.backends import trt_compat as compat
-from docedge.runtime.backends.tensorrt_backend import TensorRTBackend, plan_batches
-from docedge.runtime.backends.trt_builder import (
+from docedge.runtime.backends.tensorrt import compat
+from docedge.runtime.backends.tensorrt.builder import (
     EngineBuildError,
     build_engine,
     choose_mode,
@@ -26,21 +25,20 @@ from docedge.runtime.backends.trt_builder import (
     parse_cache_header,
     select_calibration_cache,
 )
-from docedge.runtime.bundle import (
-    MANIFEST_NAME,
-    SCHEMA_NAME,
-    SCHEMA_VERSION,
-    artifact_record,
-    load_bundle,
-    write_manifest,
-)
-from docedge.runtime.engine_cache import (
+from docedge.runtime.backends.tensorrt.engine_cache import (
     EngineCacheMismatch,
     EngineNotFoundError,
     InvalidProfileError,
     Profile,
     read_sidecar,
     sidecar_path,
+)
+from docedge.runtime.backends.tensorrt.runner import TensorRTBackend, plan_batches
+from docedge.runtime.bundle import (
+    MANIFEST_NAME,
+    artifact_record,
+    load_bundle,
+    write_manifest,
 )
 from docedge.runtime.errors import BackendUnavailableError, BundleError
 from docedge.runtime.hashing import sha256_file
@@ -54,10 +52,9 @@ def make_bundle(root: Path, onnx: Optional[dict] = None, cache: Optional[str] = 
     root.mkdir(parents=True, exist_ok=True)
     contents = {"fp32": b"ONNX fp32 model", "fp16": b"ONNX fp16 model", "int8": b"ONNX qdq model"}
     contents.update(onnx or {})
-    manifest = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
-                "model": {"name": "fake-model", "source": {"kind": "test", "sha256": "f" * 64}},
-                "io": {"input": {"name": "img"}, "output": {"name": "feats", "shape": ["N", 256]}},
-                "artifacts": []}
+    from docedge.export.manifest import base_manifest
+
+    manifest = base_manifest({"name": "fake-model", "source": {"kind": "test", "sha256": "f" * 64}})
     for p in precisions:
         (root / f"model_{p}.onnx").write_bytes(contents[p])
         manifest["artifacts"].append(artifact_record(root, f"model_{p}.onnx", "onnx", p))
@@ -642,9 +639,9 @@ def test_build_engine_command_here_says_what_to_install(bundle, capsys):
 def test_tensorrt_modules_import_neither_tensorrt_nor_pycuda():
     code = (
         "import sys\n"
-        "import docedge.runtime.backends.tensorrt_backend, docedge.runtime.backends.trt_builder\n"
-        "import docedge.runtime.backends.trt_compat, docedge.runtime.backends.trt_api_table\n"
-        "import docedge.runtime.engine_cache, docedge.export.engine\n"
+        "import docedge.runtime.backends.tensorrt.runner, docedge.runtime.backends.tensorrt.builder\n"
+        "import docedge.runtime.backends.tensorrt.compat\n"
+        "import docedge.runtime.backends.tensorrt.engine_cache, docedge.runtime.backends.tensorrt.builder\n"
         "import docedge.tools.commands.build_engine\n"
         "print(','.join(m for m in ('tensorrt', 'pycuda', 'torch', 'onnx', 'onnxruntime')"
         " if m in sys.modules))\n"

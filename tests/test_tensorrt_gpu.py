@@ -70,21 +70,13 @@ def gpu_bundle(tmp_path_factory):
     if given:
         return load_bundle(given)
     try:
-        from docedge.calibration.int8 import calibrate_int8
-        from docedge.synth.dataset import write_documents
-        from docedge.export.bundle_writer import export_bundle
-        from docedge.export.fp16 import add_fp16_artifact
+        from docedge.calibration.pipeline import make_bundle
         from docedge.export.reference import load_reference
     except ImportError as e:
         pytest.skip(f"no DOCEDGE_GPU_TEST_BUNDLE and cannot export one here ({e}); export a "
                     "bundle on a workstation and set DOCEDGE_GPU_TEST_BUNDLE=/path/to/bundle")
     root = tmp_path_factory.mktemp("gpu")
-    ref = load_reference()
-    export_bundle(root / "b", reference=ref)
-    add_fp16_artifact(root / "b", ref)
-    write_documents(root / "calib", types=64, per_type=4, first_type_id=600, capture_strength=0.6)
-    calibrate_int8(root / "b", root / "calib", reference=ref, progress=False)
-    return load_bundle(root / "b")
+    return make_bundle(root / "b", load_reference(), ("fp32", "fp16", "int8"), progress=False).bundle
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +90,7 @@ def inputs():
 def reference(gpu_bundle, inputs):
     """``(embeddings, what they come from)`` for ``inputs``."""
     try:
-        from docedge.export.bundle_writer import torch_embed
+        from docedge.export.gates import torch_embed
         from docedge.export.reference import reference_for_bundle
 
         ref = reference_for_bundle(gpu_bundle.model, strict=False)
@@ -128,10 +120,10 @@ def _agreement(ref: np.ndarray, out: np.ndarray) -> dict:
 @pytest.mark.parametrize("implicit", [False, True], ids=["onnx-precision", "implicit"])
 def test_engine_builds_and_passes_the_parity_gate(gpu_bundle, inputs, reference, precision,
                                                   implicit, tmp_path):
-    from docedge.runtime.backends import trt_compat as compat
-    from docedge.runtime.backends.tensorrt_backend import TensorRTBackend
-    from docedge.runtime.backends.trt_builder import build_engine
-    from docedge.runtime.engine_cache import read_sidecar, sidecar_path
+    from docedge.runtime.backends.tensorrt import compat
+    from docedge.runtime.backends.tensorrt.builder import build_engine
+    from docedge.runtime.backends.tensorrt.engine_cache import read_sidecar, sidecar_path
+    from docedge.runtime.backends.tensorrt.runner import TensorRTBackend
 
     if implicit and not compat.has_precision_flags(_trt()):
         pytest.skip("TensorRT 11+: no FP16/INT8 builder flags, implicit builds are impossible")
@@ -152,9 +144,9 @@ def test_engine_builds_and_passes_the_parity_gate(gpu_bundle, inputs, reference,
 
 @requires_gpu
 def test_small_batches_run_at_their_real_size(gpu_bundle, inputs, tmp_path):
-    from docedge.runtime.backends.tensorrt_backend import TensorRTBackend
-    from docedge.runtime.backends.trt_builder import build_engine
-    from docedge.runtime.engine_cache import Profile
+    from docedge.runtime.backends.tensorrt.builder import build_engine
+    from docedge.runtime.backends.tensorrt.engine_cache import Profile
+    from docedge.runtime.backends.tensorrt.runner import TensorRTBackend
 
     path, _ = build_engine(gpu_bundle, "fp32", Profile(2, 8, 16), cache_dir=tmp_path)
     with TensorRTBackend(path, "fp32") as be:
@@ -165,7 +157,7 @@ def test_small_batches_run_at_their_real_size(gpu_bundle, inputs, tmp_path):
 
 @requires_gpu
 def test_one_backend_from_many_threads(gpu_bundle, inputs, tmp_path):
-    from docedge.runtime.backends.tensorrt_backend import TensorRTBackend
+    from docedge.runtime.backends.tensorrt.runner import TensorRTBackend
 
     be = TensorRTBackend.from_bundle(gpu_bundle, "fp16", cache_dir=tmp_path, build_if_missing=True)
     expected = be.run(inputs)
@@ -190,9 +182,9 @@ def test_one_backend_from_many_threads(gpu_bundle, inputs, tmp_path):
 
 @requires_gpu
 def test_cache_is_reused_and_checked(gpu_bundle, tmp_path):
-    from docedge.runtime.backends.tensorrt_backend import TensorRTBackend
-    from docedge.runtime.backends.trt_builder import build_engine
-    from docedge.runtime.engine_cache import EngineCacheMismatch
+    from docedge.runtime.backends.tensorrt.builder import build_engine
+    from docedge.runtime.backends.tensorrt.engine_cache import EngineCacheMismatch
+    from docedge.runtime.backends.tensorrt.runner import TensorRTBackend
 
     path, built = build_engine(gpu_bundle, "fp16", cache_dir=tmp_path)
     assert built and build_engine(gpu_bundle, "fp16", cache_dir=tmp_path) == (path, False)
@@ -205,9 +197,9 @@ def test_cache_is_reused_and_checked(gpu_bundle, tmp_path):
 
 @requires_gpu
 def test_version_compatible_engine_loads(gpu_bundle, inputs, tmp_path):
-    from docedge.runtime.backends import trt_compat as compat
-    from docedge.runtime.backends.tensorrt_backend import TensorRTBackend
-    from docedge.runtime.backends.trt_builder import build_engine
+    from docedge.runtime.backends.tensorrt import compat
+    from docedge.runtime.backends.tensorrt.builder import build_engine
+    from docedge.runtime.backends.tensorrt.runner import TensorRTBackend
 
     if not compat.detect_features(_trt()).version_compatible:
         pytest.skip("TensorRT < 8.6 has no version-compatible engines")

@@ -24,6 +24,16 @@ def vectors(tmp_path_factory, seeded_reference):
     return folder
 
 
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, seeded_reference):
+    from docedge.export.bundle_writer import torch_embed
+    from docedge.export.test_vectors import write_test_vector_archive
+
+    z = tmp_path_factory.mktemp("tvz") / "test_vectors.zip"
+    write_test_vector_archive(z, lambda x: torch_embed(seeded_reference.net, x), "pytorch-reference")
+    return z
+
+
 def _embed(ref, x):
     from docedge.export.bundle_writer import torch_embed
 
@@ -37,7 +47,7 @@ def test_index_and_files(vectors):
     assert len(sizes) >= 5 and any(h > w for h, w in sizes) and any(w > h for h, w in sizes)
     tv = load_test_vectors(vectors)
     for name in tv.names:
-        img = cv2.imread(str(tv.image_path(name)), cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(np.frombuffer(tv.image_bytes(name), np.uint8), cv2.IMREAD_UNCHANGED)
         entry = next(v for v in idx["vectors"] if v["name"] == name)
         assert img.shape[:2] == (entry["height"], entry["width"])
         assert tv.tensor(name).shape == (1, 3, 128, 128) and tv.tensor(name).dtype == np.float32
@@ -45,9 +55,10 @@ def test_index_and_files(vectors):
         assert abs(np.linalg.norm(tv.embedding(name)) - 1) < 1e-5
 
 
-def test_docedge_own_pipeline_passes(vectors, seeded_reference):
-    tv = load_test_vectors(vectors)
-    tensors = {n: preprocess_bgr(load_image(tv.image_path(n)))[None] for n in tv.names}
+@pytest.mark.parametrize("source", ["vectors", "archive"])
+def test_docedge_own_pipeline_passes(request, source, seeded_reference):
+    tv = load_test_vectors(request.getfixturevalue(source))
+    tensors = {n: preprocess_bgr(load_image(tv.image_bytes(n)))[None] for n in tv.names}
     embs = {n: _embed(seeded_reference, t)[0] for n, t in tensors.items()}
     checks = tv.check(tensors, embs)
     assert len(checks) == len(tv.names) and all(c.passed for c in checks)
@@ -57,7 +68,7 @@ def test_docedge_own_pipeline_passes(vectors, seeded_reference):
 def test_float_bilinear_without_rounding_passes_but_antialiasing_and_rgb_fail(vectors):
     tv = load_test_vectors(vectors)
     big = next(n for n in tv.names if n.startswith("portrait"))
-    img = load_image(tv.image_path(big))
+    img = load_image(tv.image_bytes(big))
     # a float bilinear with half-pixel centres (what a GPU shader or vImage-free code does)
     f = cv2.resize(img.astype(np.float32), (128, 128), interpolation=cv2.INTER_LINEAR) / 255.0
     assert tv.check_tensor(big, f.transpose(2, 0, 1)[None]).tensor_passed
@@ -97,6 +108,13 @@ def test_errors_name_the_problem(vectors, tmp_path):
         tv.check(tensors={"nope": np.zeros(3)})
     with pytest.raises(TestVectorError, match="values, expected"):
         tv.check_tensor(tv.names[0], np.zeros(10))
+
+
+def test_archive_extracts_to_the_same_files(archive, vectors, tmp_path):
+    tv = load_test_vectors(archive)
+    out = tv.extract(tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in vectors.iterdir())
+    assert load_test_vectors(out).names == tv.names
 
 
 def test_drift_is_recorded(vectors):

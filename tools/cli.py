@@ -42,7 +42,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Which extra brings a missing module (``pip install 'docedge[EXTRA]'``).
+EXTRA_FOR_MODULE = {
+    "torch": "export", "torchvision": "export", "timm": "export", "onnxsim": "export",
+    "onnxconverter_common": "export", "safetensors": "export", "onnx": "export",
+    "sklearn": "calibration", "matplotlib": "calibration", "onnxruntime": "onnxruntime",
+    "tqdm": "export", "polygraphy": "dev", "ray": "serve", "tritonclient": "triton",
+    "openvino": "openvino", "nncf": "openvino", "coremltools": "coreml", "ai_edge_litert": "litert",
+    "litert_torch": "litert", "ncnn": "ncnn", "pnnx": "ncnn",
+}
+
+
+def missing_extra_message(e: ModuleNotFoundError) -> str:
+    """``torch is not installed: pip install 'docedge[export]'`` for a missing optional module."""
+    top = (e.name or "").split(".")[0]
+    extra = EXTRA_FOR_MODULE.get(top)
+    if extra is None:
+        return f"{e} (an optional dependency is missing)"
+    return (f"this command needs {top}, which is not installed: pip install 'docedge[{extra}]' "
+            "(the device runtime alone is `docedge[onnxruntime]`)")
+
+
+def _utf8_safe_streams() -> None:
+    """File names that are not valid UTF-8 are printed escaped, never a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - detached or closed streams
+                pass
+
+
+def _fail(args: argparse.Namespace, kind: str, message: str, code: int) -> int:
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"ok": False, "error": kind, "message": message}))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; exit codes: 0 pass, 1 a real shortfall (a failed check), 2 a usage,
+    input or environment error (bad option, unreadable file, missing extra, full disk)."""
+    _utf8_safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
@@ -53,13 +98,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.func(args))
     except DocedgeError as e:
-        if getattr(args, "json", False):
-            import json
+        return _fail(args, type(e).__name__, str(e), 2)
+    except ModuleNotFoundError as e:
+        return _fail(args, "MissingExtra", missing_extra_message(e), 2)
+    except BrokenPipeError:  # `docedge gallery list | head`: the reader left; not an error
+        try:
+            import os
 
-            print(json.dumps({"ok": False, "error": type(e).__name__, "message": str(e)}))
-        else:
-            print(f"error: {e}", file=sys.stderr)
-        return 2
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    except OSError as e:  # a full disk, a read-only folder, a permission problem
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return _fail(args, type(e).__name__, f"{where}{e.strerror or e}", 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

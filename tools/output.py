@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any, Dict
 
 import numpy as np
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--top-k 0`` is a usage error, not an IndexError)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +33,25 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+def json_safe(o: Any) -> Any:
+    """``o`` with NaN/Infinity replaced by None (strict JSON has no such numbers) and numpy
+    values converted."""
+    if isinstance(o, dict):
+        return {str(k): json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_safe(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return json_safe(o.tolist())
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
 def print_json(obj: Dict[str, Any]) -> None:
-    print(json.dumps(obj, indent=2, default=_default))
+    """Print one valid JSON object (no bare NaN: null)."""
+    print(json.dumps(json_safe(obj), indent=2, default=_default, allow_nan=False))
 
 
 def human_size(n: float) -> str:

@@ -13,3 +13,15 @@ with explicit options that write one artifact and return its manifest record fie
 Converters never touch a bundle's manifest; :func:`docedge.export.convert.convert_bundle`
 gates and commits.
 """
+
+from typing import Any
+
+
+def convert_bundle(*args: Any, **kwargs: Any) -> Any:
+    """:func:`docedge.export.convert.convert_bundle` (imported on first use)."""
+    from docedge.export.convert import convert_bundle as _convert_bundle
+
+    return _convert_bundle(*args, **kwargs)
+
+
+__all__ = ["convert_bundle"]

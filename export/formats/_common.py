@@ -78,6 +78,26 @@ def directory_entries(root: Path, folder: Path) -> List[Dict[str, Any]]:
     return [file_entry(root, p) for p in files]
 
 
+def zip_tree(folder: Path, zip_path: Path) -> List[Dict[str, Any]]:
+    """Write ``folder`` (recursively) into ``zip_path`` reproducibly: entries sorted, under
+    ``folder.name/``, fixed timestamps and permissions, deflated. Returns the contents list
+    (``path``, ``sha256``, ``size`` of every file) for the record.
+
+    Bundles hold plain files only, so directory artifacts (a Core ML ``.mlpackage``, the test
+    vectors) ship as one zip each.
+    """
+    import zipfile
+
+    entries = directory_entries(folder.parent, folder)
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for e in entries:
+            info = zipfile.ZipInfo(e["path"], date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, (folder.parent / e["path"]).read_bytes())
+    return entries
+
+
 def output_record(root: Union[str, Path], name: str, extra_files: Sequence[str] = ()) -> Dict[str, Any]:
     """``file``, ``sha256``, ``size`` and ``files`` of an artifact written at ``root/name``.
 
@@ -97,5 +117,6 @@ def output_record(root: Union[str, Path], name: str, extra_files: Sequence[str] 
         raise ConversionError(f"{p}: the converter did not write this file")
     rec: Dict[str, Any] = {"file": name, "sha256": sha256_file(p), "size": p.stat().st_size}
     if extra_files:
-        rec["files"] = [file_entry(base, p)] + [file_entry(base, base / f) for f in extra_files]
+        rec["files"] = [{"file": f, "sha256": sha256_file(base / f), "size": (base / f).stat().st_size}
+                        for f in extra_files]  # fmt: skip
     return rec

@@ -27,6 +27,27 @@ NOT_RUN_REASON = "needs macOS (Core ML prediction is not available on Linux)"
 MINIMUM_TARGET = "iOS16"
 
 
+def convert_coreml_zip(net: Any, zip_path: Union[str, Path], precision: str = "fp16",
+                       preprocess: Union[Dict[str, Any], None] = None) -> Dict[str, Any]:  # fmt: skip
+    """:func:`convert_coreml` into a temporary ``.mlpackage`` shipped as one reproducible zip
+    (``model_fp16.mlpackage.zip`` holds ``model_fp16.mlpackage/...``); the record lists the
+    package's files with their hashes under ``contents``."""
+    import tempfile
+
+    from ._common import zip_tree
+
+    zp = Path(zip_path)
+    name = zp.name[:-4] if zp.name.endswith(".zip") else zp.name + ".mlpackage"
+    with tempfile.TemporaryDirectory(prefix="docedge-coreml-") as tmp:
+        pkg = Path(tmp) / name
+        fields = convert_coreml(net, pkg, precision, preprocess)
+        fields["contents"] = zip_tree(pkg, zp)
+    fields["package"] = name
+    fields["load"] = (f"unzip, then add {name} to the Xcode project (compiled at build time) or "
+                      "MLModel.compileModel(at:) at run time")  # fmt: skip
+    return fields
+
+
 def convert_coreml(net: Any, out_path: Union[str, Path], precision: str = "fp16",
                    preprocess: Union[Dict[str, Any], None] = None) -> Dict[str, Any]:  # fmt: skip
     """Convert the reference network to an ``.mlpackage`` at ``out_path``; ``precision`` is

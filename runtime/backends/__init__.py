@@ -31,7 +31,7 @@ def create_backend(
             **options,
         )
     if backend == "tensorrt":
-        from .tensorrt_backend import TensorRTBackend
+        from .tensorrt.runner import TensorRTBackend
 
         trt_backend: Backend = TensorRTBackend.from_bundle(bundle, precision=precision, **options)
         return trt_backend

@@ -9,6 +9,7 @@ backend may serve several threads.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -63,8 +64,11 @@ class OnnxRuntimeBackend:
     ``providers``: names (``"cpu"``, ``"cuda"``, ``"tensorrt"`` or full ONNX Runtime names)
     or ``(name, options)`` pairs, in priority order; default CPU only. Every requested provider
     must be active in the created session, otherwise :class:`ProviderUnavailableError`.
-    ``intra_op_threads``: 0 lets ONNX Runtime decide. ``graph_optimization``: one of
-    ``disable|basic|extended|all``.
+    ``intra_op_threads``: 0 lets ONNX Runtime decide (one thread per physical core).
+    ``allow_spinning``: whether idle worker threads busy-wait for work (ONNX Runtime's default,
+    True). On a shared CPU spinning threads steal the core from other processes, so docedge's
+    default is False (``DOCEDGE_ORT_SPINNING=1`` restores ONNX Runtime's behaviour); see
+    docs/performance.md. ``graph_optimization``: one of ``disable|basic|extended|all``.
     """
 
     name = "onnxruntime"
@@ -79,6 +83,7 @@ class OnnxRuntimeBackend:
         graph_optimization: str = "all",
         input_name: str = "img",
         output_name: str = "feats",
+        allow_spinning: Optional[bool] = None,
     ) -> None:
         ort = import_onnxruntime()
         self.model_path = Path(model_path)
@@ -109,14 +114,27 @@ class OnnxRuntimeBackend:
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[graph_optimization]
         so.log_severity_level = 3
+        if allow_spinning is None:
+            allow_spinning = os.environ.get("DOCEDGE_ORT_SPINNING", "0") == "1"
+        self.allow_spinning = bool(allow_spinning)
+        spin = "1" if self.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        self.intra_op_threads = int(intra_op_threads)
         if not self.model_path.is_file():
             raise BundleError(f"{self.model_path}: ONNX file not found")
+        # The session is made from the file's bytes, not its path: what runs is exactly what
+        # was read (and hashed by the bundle), and ONNX Runtime cannot pull in external-data
+        # files (``weights.bin``) that no manifest lists.
+        data = self.model_path.read_bytes()
         try:
-            self.session = ort.InferenceSession(
-                str(self.model_path), sess_options=so, providers=requested
-            )
+            self.session = ort.InferenceSession(data, sess_options=so, providers=requested)
         except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-            raise BundleError(f"{self.model_path}: ONNX Runtime cannot load it ({e})") from e
+            hint = ""
+            if "external" in str(e).lower():
+                hint = ("; it stores tensors in external data files, which docedge refuses: "
+                        "save the model with its weights inside the .onnx file")
+            raise BundleError(f"{self.model_path}: ONNX Runtime cannot load it ({e}){hint}") from e
         active = self.session.get_providers()
         not_loaded = [n for n in names if n not in active]
         if not_loaded:
@@ -158,6 +176,8 @@ class OnnxRuntimeBackend:
             "version": self._ort_version,
             "providers": list(self.providers),
             "precision": self.precision,
+            "intra_op_threads": self.intra_op_threads,
+            "allow_spinning": self.allow_spinning,
             "model": str(self.model_path),
         }
 

@@ -67,7 +67,7 @@ def _summary(record: Dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from docedge.export.engine import build
+    from docedge.runtime.backends.tensorrt.builder import build
 
     if args.workspace < 1:
         print(f"error: --workspace must be >= 1 MB, got {args.workspace}", file=sys.stderr)

@@ -41,19 +41,14 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from docedge.calibration.int8 import calibrate_int8
     from docedge.calibration.parity import run_parity
-    from docedge.synth.captures import capture
-    from docedge.synth.dataset import write_documents
-    from docedge.synth.documents import DocumentType, render
-    from docedge.calibration.thresholds import calibrate_thresholds
-    from docedge.export.bundle_writer import export_bundle
-    from docedge.export.fp16 import add_fp16_artifact
+    from docedge.calibration.pipeline import DEMO_THRESHOLDS, make_bundle
     from docedge.export.reference import load_reference
-    from docedge.runtime.bundle import load_bundle
     from docedge.runtime.classifier import Classifier
     from docedge.runtime.embedder import Embedder
     from docedge.runtime.gallery_sync import sync_register
+    from docedge.synth.captures import capture
+    from docedge.synth.documents import DocumentType, render
 
     t_start = time.perf_counter()
     out: Path = args.out
@@ -65,12 +60,10 @@ def run(args: argparse.Namespace) -> int:
     _step(args, "1/5 export the demo model (fp32, fp16, int8) and verify against PyTorch")
     ref = load_reference()
     bundle_dir = out / "bundle"
-    export_bundle(bundle_dir, reference=ref)
-    add_fp16_artifact(bundle_dir, ref)
-    write_documents(out / "calibration", types=100, per_type=3, first_type_id=5000,
-                    capture_strength=0.7, progress=not args.json)  # fmt: skip
-    calibrate_int8(bundle_dir, out / "calibration", reference=ref, progress=not args.json)
-    bundle = load_bundle(bundle_dir)
+    labelled = DEMO_THRESHOLDS.write(out / "labelled", progress=not args.json)
+    result = make_bundle(bundle_dir, ref, ("fp32", "fp16", "int8"), threshold_images=labelled,
+                         progress=not args.json)  # fmt: skip
+    bundle = result.bundle
     report["artifacts"] = [{"precision": a.precision, "format": a.format, "file": a.file,
                             "bytes": a.size, "gate": a.record.get("verification", {}).get("passed")}
                            for a in bundle.artifacts]  # fmt: skip
@@ -79,18 +72,15 @@ def run(args: argparse.Namespace) -> int:
             gate = {True: "gate PASS", False: "gate FAIL", None: ""}[a["gate"]]
             print(f"  {a['precision']:<5} {a['format']:<22} {a['bytes'] / 1e6:5.2f} MB  {gate}")
 
-    _step(args, "2/5 calibrate TPR@FPR thresholds per precision on labelled synthetic captures")
-    write_documents(out / "labelled", types=40, per_type=5, first_type_id=400,
-                    capture_strength=0.7, progress=not args.json)  # fmt: skip
-    tables = calibrate_thresholds(bundle_dir, out / "labelled")
-    bundle = load_bundle(bundle_dir)  # now with the tables
-    report["thresholds"] = {p: {f"{r['fpr']:g}": r["threshold"] for r in t["rows"]}
+    _step(args, "2/5 TPR@FPR thresholds per precision, measured on labelled synthetic captures")
+    tables = {p: bundle.thresholds(p) or {} for p in bundle.precisions}
+    report["thresholds"] = {p: {f"{r['fpr']:g}": r["threshold"] for r in t.get("rows", [])}
                             for p, t in tables.items()}  # fmt: skip
     if not args.json:
         for p, t in tables.items():
             pts = ", ".join(f"{r['threshold']:.3f} at FPR {r['fpr']:g} (TPR {r['tpr']:.3f})"
-                            for r in t["rows"] if r["fpr"] in args.fpr)
-            print(f"  {p}: {pts}; AUROC {t['auroc']:.4f}")
+                            for r in t.get("rows", []) if r["fpr"] in args.fpr and r["supported"])
+            print(f"  {p}: {pts}; AUROC {t.get('auroc', float('nan')):.4f}")
 
     _step(args, f"3/5 register {args.registered} document types (one clean image each)")
     register_dir = out / "register"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, List
 
-from ..output import add_json_flag, print_json
+from ..backend_flags import add_backend_flags, backend_options
+from ..output import add_json_flag, positive_int, print_json
 
 
 def register(sub: Any) -> None:
@@ -15,13 +16,8 @@ def register(sub: Any) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files or folders (recursive)")
     p.add_argument("--out", type=Path, help="write float32 (N, 256) embeddings to this .npy")
     p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8")
-    p.add_argument(
-        "--providers",
-        default="cpu",
-        help="ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt)",
-    )
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt")
-    p.add_argument("--batch-size", type=int, default=32)
+    add_backend_flags(p)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -35,17 +31,14 @@ def expand_images(items: List[Path]) -> List[Path]:
     return out
 
 
-def backend_options(args: argparse.Namespace) -> Dict[str, Any]:
-    if args.backend == "onnxruntime":
-        return {"providers": [p.strip() for p in args.providers.split(",") if p.strip()]}
-    return {}
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from docedge.runtime.embedder import Embedder
+    from docedge.runtime.errors import DocedgeError
 
+    if args.out is not None and not args.out.parent.is_dir():
+        raise DocedgeError(f"{args.out}: its folder {args.out.parent} does not exist")
     paths = expand_images(args.images)
     with Embedder(
         args.bundle,

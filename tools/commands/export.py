@@ -8,8 +8,6 @@ from typing import Any, Dict, List
 
 from ..output import add_json_flag, human_size, print_json
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -38,7 +36,16 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--calib-method", default=None, help="INT8 calibration method (see `calibrate int8`)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
+    p.add_argument("--threshold-images", type=Path, default=None,
+                   help="labelled images (DIR/<class>/*) to measure a TPR@FPR table for every "
+                   "precision exported (default: the model card's fp32 table; fp16 inherits it "
+                   "when its agreement allows)")  # fmt: skip
+    p.add_argument("--formats", default="onnx",
+                   help="artifact formats: onnx (always) plus any of ort,tflite,coreml,ncnn "
+                   "(mobile converters need their extras)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing bundle (atomically: the old one stays loadable "
+                   "until the new one is committed)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=run_export)
 
@@ -50,19 +57,16 @@ def register(sub: Any) -> None:
     q.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     q.add_argument("--name", help="model name to record (default: file stem)")
     q.add_argument(
-        "--model-cfg", help="DocClassifier model_cfg, e.g. 20240326 (default: from the file name)"
+        "--model-cfg", help="DocClassifier model_cfg to record, e.g. 20240326 (default: from the "
+        "file's metadata, else none)"
     )
+    q.add_argument("--table", default=None,
+                   help="attach an fp32 threshold table: 'published-20240326' (DocClassifier's "
+                   "published table; only valid if the file is the released model) or a table "
+                   "JSON file. Default: none (docedge calibrate thresholds)")  # fmt: skip
     q.add_argument("--overwrite", action="store_true")
     add_json_flag(q)
     q.set_defaults(func=run_import)
-
-
-def parse_precisions(text: str) -> List[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in PRECISIONS]
-    if bad:
-        raise SystemExit(f"error: unknown precision(s) {bad}; choose from {list(PRECISIONS)}")
-    return ["fp32"] + [t for t in PRECISIONS[1:] if t in items]
 
 
 def artifact_lines(manifest: Dict[str, Any]) -> List[str]:
@@ -81,56 +85,35 @@ def artifact_lines(manifest: Dict[str, Any]) -> List[str]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from docedge.export.bundle_writer import export_bundle
-    from docedge.export.onnx_export import DEFAULT_OPSET
+    from docedge.calibration.pipeline import make_bundle, parse_precisions
     from docedge.export.reference import load_reference
 
     precisions = parse_precisions(args.precision)
     ref = load_reference(args.checkpoint, args.seed if args.random_init else None)
-    if "int8" in precisions and args.calib_images is None and ref.source["kind"] != "demo-weights":
-        raise SystemExit("error: --precision int8 needs --calib-images DIR (images like the ones "
-                         "the device will see)")
-    bundle = export_bundle(
-        args.out, reference=ref, opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite
-    )
-    if "fp16" in precisions:
-        from docedge.export.fp16 import add_fp16_artifact
-
-        add_fp16_artifact(args.out, ref)
-    if "int8" in precisions:
-        import tempfile
-
-        from docedge.calibration.int8 import calibrate_int8
-
-        options = {"method": args.calib_method} if args.calib_method else {}
-        with tempfile.TemporaryDirectory(prefix="docedge-calib-") as tmp:
-            calib = args.calib_images
-            if calib is None:  # the demo model: calibrate on synthetic document captures
-                from docedge.synth.dataset import write_documents
-
-                calib = Path(tmp) / "synthetic_calibration"
-                write_documents(calib, types=100, per_type=3, first_type_id=5000,
-                                capture_strength=0.7, progress=not args.json)  # fmt: skip
-            calibrate_int8(args.out, calib, reference=ref, progress=not args.json, **options)
-    from docedge.runtime.bundle import load_bundle
-
-    bundle = load_bundle(args.out)
+    formats = [f for f in (args.formats or "onnx").split(",") if f.strip()]
+    result = make_bundle(args.out, ref, precisions, formats=formats, calib_images=args.calib_images,
+                         calib_method=args.calib_method, threshold_images=args.threshold_images,
+                         opset=args.opset, overwrite=args.overwrite,
+                         progress=not args.json)  # fmt: skip
+    bundle = result.bundle
     if args.json:
-        print_json({"ok": True, "bundle": str(bundle.path), "manifest": bundle.manifest})
+        print_json({"ok": True, "bundle": str(bundle.path), "notes": result.notes,
+                    "tables": result.tables, "manifest": bundle.manifest})  # fmt: skip
     else:
         print(f"bundle written: {bundle.path}  (model {bundle.model.get('name')})")
         print("\n".join(artifact_lines(bundle.manifest)))
-        tables = sorted(bundle.manifest.get("thresholds", {}))
-        print(f"threshold tables: {', '.join(tables) if tables else 'none (calibrate thresholds)'}")
+        tables = ", ".join(f"{p} ({how})" for p, how in result.tables.items())
+        print(f"threshold tables: {tables or 'none'}")
+        for note in result.notes:
+            print(f"note: {note}")
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from docedge.export.bundle_writer import import_onnx
+    from docedge.export.import_onnx import import_onnx
 
-    bundle = import_onnx(
-        args.onnx, args.out, overwrite=args.overwrite, name=args.name, model_cfg=args.model_cfg
-    )
+    bundle = import_onnx(args.onnx, args.out, overwrite=args.overwrite, name=args.name,
+                         model_cfg=args.model_cfg, table=args.table)  # fmt: skip
     if args.json:
         print_json({"ok": True, "bundle": str(bundle.path), "manifest": bundle.manifest})
     else:

@@ -1,79 +1,105 @@
-"""``docedge parity BUNDLE --images DIR``: exit 0 when every check passes, 1 otherwise."""
+"""``docedge parity BUNDLE --images DIR``: exit 0 when every check passes, 1 when any fails
+(the failing checks are named), 2 on usage or input errors."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ..output import add_json_flag, print_json
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("parity", help="compare every artifact with the PyTorch reference")
+    p = sub.add_parser(
+        "parity",
+        help="compare every artifact with the PyTorch reference (embeddings, neighbours, "
+        "decisions, TPR@FPR)",
+        description="Run the reference and every artifact of the bundle on the same images and "
+        "check embeddings, top-1 neighbours, decisions and (labelled images) TPR@FPR against "
+        "per-precision tolerances. Exit 0: all pass; 1: a check failed; 2: usage/input error.",
+    )
     p.add_argument("bundle", type=Path)
     p.add_argument("--images", type=Path, required=True,
-                   help="images (DIR/<class>/*.jpg for TPR/AUROC checks, or a flat folder)")
+                   help="DIR/<class>/*.jpg (labelled: TPR/AUROC checks) or a flat folder")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", type=Path, help="the bundle's source checkpoint")
-    src.add_argument("--random-init", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", default="all")
-    p.add_argument("--providers", default="cpu", help="ONNX Runtime providers to test, e.g. cpu,cuda")
-    p.add_argument("--no-tensorrt", action="store_true", help="do not try a TensorRT backend")
-    p.add_argument("--fpr", type=float, default=1e-2, help="operating point for decisions")
-    p.add_argument("--config", type=Path, help="JSON tolerances {precision: {check: limit}}")
+    src.add_argument("--checkpoint", type=Path,
+                     help="the bundle's source checkpoint (required for checkpoint bundles)")
+    src.add_argument("--random-init", action="store_true",
+                     help="the reference is the seeded random init of --seed")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+    p.add_argument("--gallery", type=Path,
+                   help="a docedge gallery file, or a register folder (default: built from "
+                   "the images: first image of each class as exemplar)")  # fmt: skip
+    p.add_argument("--precision", default="all", help="fp32,fp16,int8 (comma list) or all")
+    p.add_argument("--providers", default="cpu",
+                   help="ONNX Runtime providers to test, each on its own (e.g. cpu,cuda)")
+    p.add_argument("--no-tensorrt", action="store_true", help="do not try a TensorRT engine")
+    p.add_argument("--fpr", type=float, default=1e-2,
+                   help="operating point: the table row used for decisions (default 1e-2)")
+    p.add_argument("--threshold", type=float,
+                   help="explicit decision threshold in score space (overrides the tables)")
+    p.add_argument("--max-impostors", type=int, default=2_000_000, metavar="N",
+                   help="uniform sample of impostor pairs above N (TPR/AUROC)")
+    p.add_argument("--config", type=Path,
+                   help="tolerances file (.json or .toml): {precision: {check: limit}}")
     p.add_argument("--tol", action="append", default=[], metavar="PREC.CHECK=VALUE",
-                   help="override one tolerance, e.g. int8.cos_mean=0.98 (repeatable)")
-    p.add_argument("--report", type=Path, help="write parity.json, parity.md and PNG plots here")
-    p.add_argument("--golden", type=Path, help="write Polygraphy inputs/outputs JSON here")
+                   help="override one tolerance, e.g. int8.cos_mean=0.98 or "
+                   "fp32.decision_agreement=off (repeatable)")  # fmt: skip
+    p.add_argument("--report", type=Path,
+                   help="write parity.json, parity.md, PNG plots and golden/ files here")
+    p.add_argument("--golden", type=Path,
+                   help="write the Polygraphy golden files here (default: REPORT/golden)")
+    p.add_argument("--golden-images", type=int, default=16, metavar="N",
+                   help="images in the golden files (default 16; 0: none)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
-def _overrides(items: Any) -> Dict[str, Dict[str, float]]:
-    out: Dict[str, Dict[str, float]] = {}
+def parse_overrides(items: List[str]) -> Dict[str, Dict[str, Any]]:
+    """``["int8.cos_mean=0.98", "fp32.cos_p1=off"]`` -> ``{"int8": {"cos_mean": "0.98"}, ...}``."""
+    from docedge.runtime.errors import DocedgeError
+
+    out: Dict[str, Dict[str, Any]] = {}
     for item in items:
         key, _, value = item.partition("=")
         prec, _, check = key.partition(".")
         if not (prec and check and value):
-            raise SystemExit(f"error: --tol expects PREC.CHECK=VALUE, got {item!r}")
-        out.setdefault(prec, {})[check] = float(value)
+            raise DocedgeError(f"--tol expects PREC.CHECK=VALUE, got {item!r}")
+        out.setdefault(prec, {})[check] = None if value.lower() == "off" else value
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     from docedge.calibration.parity import load_tolerances, run_parity
+    from docedge.calibration.reports import markdown, write_report
 
-    tol = load_tolerances(args.config, _overrides(args.tol))
+    tol = load_tolerances(args.config, parse_overrides(args.tol))
     result = run_parity(
         args.bundle, args.images, checkpoint=args.checkpoint,
         random_init_seed=args.seed if args.random_init else None,
         precisions=None if args.precision == "all" else args.precision.split(","),
-        providers=[p for p in args.providers.split(",") if p], tensorrt=not args.no_tensorrt,
-        tolerances=tol, fpr=args.fpr, progress=not args.json,
+        providers=[p for p in args.providers.split(",") if p] or ["cpu"],
+        tensorrt=not args.no_tensorrt, tolerances=tol, fpr=args.fpr, threshold=args.threshold,
+        gallery=args.gallery, max_impostors=args.max_impostors,
     )  # fmt: skip
     files: Dict[str, str] = {}
     commands: Dict[str, str] = {}
-    if args.report:
-        from docedge.calibration.reports import write_report
-
-        files = write_report(result, args.report)
-    if args.golden:
-        from docedge.calibration.golden import polygraphy_commands, write_golden
+    golden_dir = args.golden or (args.report / "golden" if args.report else None)
+    if golden_dir is not None and args.golden_images > 0:
+        from docedge.calibration.golden import write_golden_for_bundle
         from docedge.runtime.bundle import load_bundle
 
-        golden = write_golden(args.golden, result.raw["inputs"], result.raw["reference"])
+        golden = write_golden_for_bundle(golden_dir, load_bundle(args.bundle, verify=False),
+                                         result, max_images=args.golden_images)  # fmt: skip
+        commands = golden.pop("commands")
         files.update(golden)
-        commands = polygraphy_commands(load_bundle(args.bundle), golden)
+    if args.report:
+        files.update(write_report(result, args.report, polygraphy=commands))
     if args.json:
         print_json({**result.to_json(), "files": files, "polygraphy": commands})
     else:
-        from docedge.calibration.reports import markdown
-
-        print(markdown(result))
+        print(markdown(result, polygraphy=commands))
         for kind, path in files.items():
             print(f"{kind}: {path}")
-        for prec, cmd in commands.items():
-            print(f"check {prec} with NVIDIA Polygraphy:\n  {cmd}")
     return 0 if result.passed else 1

@@ -6,7 +6,8 @@ cross-checked against the Python binding sources of the NVIDIA/TensorRT reposito
 ``tensorrt-stubs`` used for type checking) and ``v11.1``. 10.3 and 10.13 agree on every name
 below, so they form one column, "10".
 
-The compatibility layer (:mod:`.trt_compat`) never reads this table at run time: it detects
+The compatibility layer (:mod:`docedge.runtime.backends.tensorrt.compat`) never reads this
+table at run time: it detects
 features with ``hasattr`` on the objects it is given. The table documents what that detection
 will find on each line, drives the fake ``tensorrt`` modules of the unit tests, and is checked
 against the installed ``tensorrt-stubs`` (10.13) by the tests.

@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Un
 
 import numpy as np
 
-from ..bundle import Bundle
-from ..engine_cache import (
+from ...bundle import Bundle
+from ...errors import BackendUnavailableError
+from . import compat
+from .engine_cache import (
     EngineCacheMismatch,
     EngineNotFoundError,
     Profile,
@@ -40,8 +42,6 @@ from ..engine_cache import (
     sidecar_path,
     verify_engine_file,
 )
-from ..errors import BackendUnavailableError
-from . import trt_compat as compat
 
 if TYPE_CHECKING:  # checked against tensorrt-stubs
     import tensorrt
@@ -157,7 +157,7 @@ class TensorRTBackend:
         """The cached engine for this bundle, precision, TensorRT and GPU (built when
         ``build_if_missing``).
 
-        ``build_options`` (see :func:`docedge.runtime.backends.trt_builder.build_engine`):
+        ``build_options`` (see :func:`docedge.runtime.backends.tensorrt.builder.build_engine`):
         ``profile`` or ``min_batch``/``opt_batch``/``max_batch``, ``workspace_mb``,
         ``timing_cache``, ``dla_core``, ``version_compatible``, ``implicit``, ``tf32``,
         ``force``; plus ``device`` and ``api`` for the backend. Without profile/DLA/
@@ -170,7 +170,7 @@ class TensorRTBackend:
         if unknown:
             raise TypeError(f"unknown TensorRT backend options {unknown}; known: "
                             f"{list(BUILD_OPTIONS + RUNTIME_OPTIONS)}")  # fmt: skip
-        from .trt_builder import build_engine, candidate_keys, gpu_device
+        from .builder import build_engine, candidate_keys, gpu_device
 
         trt = compat.import_tensorrt()
         compat.import_pycuda()  # the backend needs it: fail before any build

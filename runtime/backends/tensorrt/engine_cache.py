@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .atomic import atomic_write_bytes
-from .backends.trt_compat import version_tuple
-from .errors import BackendUnavailableError, DocedgeError
-from .hashing import sha256_bytes, sha256_file
+from ...atomic import atomic_write_bytes
+from ...errors import BackendUnavailableError, DocedgeError
+from ...hashing import sha256_bytes, sha256_file
+from .compat import version_tuple
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, DocedgeError
+from ...errors import BackendUnavailableError, DocedgeError
 
 if TYPE_CHECKING:  # checked against tensorrt-stubs; never imported at run time here
     import tensorrt

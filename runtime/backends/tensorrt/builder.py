@@ -29,19 +29,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
-from ..atomic import atomic_write_bytes
-from ..bundle import PRECISIONS, Bundle
-from ..engine_cache import (
+from ...atomic import atomic_write_bytes
+from ...bundle import PRECISIONS, Bundle, load_bundle
+from ...errors import BackendUnavailableError, BundleError
+from ...hashing import sha256_bytes
+from . import compat
+from .engine_cache import (
     EngineCacheMismatch,
     EngineKey,
     Profile,
     default_cache_dir,
     find_engine,
+    make_profile,
+    read_sidecar,
+    sidecar_path,
     write_engine,
 )
-from ..errors import BackendUnavailableError, BundleError
-from ..hashing import sha256_bytes
-from . import trt_compat as compat
 
 if TYPE_CHECKING:  # checked against tensorrt-stubs
     import tensorrt
@@ -468,3 +471,45 @@ def _cache_rejected(cal: Optional[CalibrationCache], trt_version: str) -> str:
             "does not have (tensor names that do not match this network, or an algorithm "
             "TensorRT will not replay?). Build from the QDQ ONNX without --implicit, or "
             f"recalibrate: docedge calibrate int8 BUNDLE --images DIR --trt-version {code}")
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    """Outcome of :func:`build`: the engine, its sidecar, whether it was built now (or found in
+    the cache), and the sidecar's content."""
+
+    engine: Path
+    sidecar: Path
+    built: bool
+    record: Dict[str, Any]
+
+
+def build(
+    bundle: Union[str, Path, Bundle],
+    precision: str = "fp16",
+    min_batch: Optional[int] = None,
+    opt_batch: Optional[int] = None,
+    max_batch: Optional[int] = None,
+    workspace_mb: int = 1024,
+    timing_cache: Optional[Union[str, Path]] = None,
+    dla_core: Optional[int] = None,
+    version_compatible: bool = False,
+    implicit: bool = False,
+    cache_dir: Optional[Union[str, Path]] = None,
+    force: bool = False,
+    tf32: Optional[bool] = None,
+    device: int = 0,
+) -> EngineBuild:
+    """Build (or find cached) the TensorRT engine of ``bundle`` for ``precision`` on this GPU.
+
+    Unset batch sizes default for throughput (:func:`make_profile`: 1/32/64). See
+    :func:`build_engine` for the other options.
+    """
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    profile = make_profile(min_batch, opt_batch, max_batch)
+    path, built = build_engine(b, precision, profile, workspace_mb=workspace_mb,
+                               timing_cache=timing_cache, dla_core=dla_core,
+                               version_compatible=version_compatible, implicit=implicit,
+                               cache_dir=cache_dir, force=force, tf32=tf32, device=device)
+    side = sidecar_path(path)
+    return EngineBuild(path, side, built, read_sidecar(side))

@@ -1,0 +1,42 @@
+"""Runtime options that matter on shared CPUs: threads and spinning reach ONNX Runtime, and the
+decode/inference pipeline gives exactly the results of the sequential path."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from docedge.runtime import Embedder
+
+
+def test_threads_and_spinning_reach_the_session(bundle_copy):
+    emb = Embedder(bundle_copy, intra_op_threads=1, allow_spinning=False)
+    d = emb.describe()
+    assert d["intra_op_threads"] == 1 and d["allow_spinning"] is False
+    assert Embedder(bundle_copy, allow_spinning=True).describe()["allow_spinning"] is True
+
+
+def test_spinning_is_off_by_default_and_the_environment_restores_it(bundle_copy, monkeypatch):
+    assert Embedder(bundle_copy).describe()["allow_spinning"] is False
+    monkeypatch.setenv("DOCEDGE_ORT_SPINNING", "1")
+    assert Embedder(bundle_copy).describe()["allow_spinning"] is True
+
+
+def test_the_prefetch_pipeline_equals_the_sequential_path(bundle_copy, check_image_files):
+    emb = Embedder(bundle_copy, batch_size=4)
+    items = [str(p) for p in check_image_files[:13]] + [b"not an image", str(check_image_files[0])]
+    a = emb.embed_many(items, prefetch=True)
+    b = emb.embed_many(items, prefetch=False)
+    assert a.ok.tolist() == b.ok.tolist() and sorted(a.errors) == sorted(b.errors) == [13]
+    np.testing.assert_array_equal(a.embeddings[a.ok], b.embeddings[b.ok])
+
+
+def test_cli_backend_flags_are_shared(tmp_path):
+    from docedge.tools.cli import build_parser
+
+    for argv in (["embed", "B", "x.jpg"], ["classify", "B", "G", "x.jpg"],
+                 ["gallery", "build", "B", "G", "R"]):  # fmt: skip
+        args = build_parser().parse_args([*argv, "--threads", "1", "--spinning"])
+        from docedge.tools.backend_flags import backend_options
+
+        assert backend_options(args) == {"providers": ["cpu"], "intra_op_threads": 1,
+                                         "allow_spinning": True}  # fmt: skip
