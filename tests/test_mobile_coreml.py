@@ -37,6 +37,8 @@ def test_coreml_packages_are_recorded_not_run_and_every_file_hashed(seeded_bundl
         assert names == sorted(names) and all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
         assert "model_fp16.mlpackage/Manifest.json" in names
     z = root / "model_int8w.mlpackage.zip"
-    z.write_bytes(z.read_bytes()[:-1] + b"\0")
+    data = bytearray(z.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    z.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="model_int8w.mlpackage.zip"):
         load_bundle(root)
