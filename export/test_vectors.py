@@ -111,14 +111,21 @@ def write_test_vectors(out_dir: Union[str, Path], embed: Embed, reference: str,
         "schema_version": 1,
         "preprocess": DEFAULT_SPEC.to_dict(),
         "decode": "cv2.imread / cv2.imdecode (IMREAD_UNCHANGED then BGR), 8-bit PNG without colour profile",
-        "tensor": {"dtype": "float32", "layout": "NCHW", "shape": [1, 3, DEFAULT_SPEC.height, DEFAULT_SPEC.width],
-                   "format": "NumPy .npy (version 1, little-endian, no pickle)",
-                   "nhwc": "transpose (0, 2, 3, 1) for NHWC artifacts (LiteRT, the _nhwc ONNX)"},
+        "tensor": {
+            "dtype": "float32",
+            "layout": "NCHW",
+            "shape": [1, 3, DEFAULT_SPEC.height, DEFAULT_SPEC.width],
+            "format": "NumPy .npy (version 1, little-endian, no pickle)",
+            "nhwc": "transpose (0, 2, 3, 1) for NHWC artifacts (LiteRT, the _nhwc ONNX)",
+        },
         "embedding": {"dtype": "float32", "shape": [256], "l2_normalized": True, "reference": reference},
-        "tolerance": {"tensor_max_abs": TENSOR_MAX_ABS, "tensor_mean_abs": TENSOR_MEAN_ABS,
-                      "embedding_cos_min": dict(EMBEDDING_COS_MIN)},
+        "tolerance": {
+            "tensor_max_abs": TENSOR_MAX_ABS,
+            "tensor_mean_abs": TENSOR_MEAN_ABS,
+            "embedding_cos_min": dict(EMBEDDING_COS_MIN),
+        },
         "vectors": entries,
-    }  # fmt: skip
+    }
     (out / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     logger.info("test vectors: %d images written to %s", len(entries), out)
     return index
@@ -129,7 +136,7 @@ def write_test_vector_archive(zip_path: Union[str, Path], embed: Embed, referenc
     ``contents`` (every archived file with its hash)."""
     import tempfile
 
-    from .formats._common import zip_tree
+    from .archive import zip_tree
 
     with tempfile.TemporaryDirectory(prefix="docedge-vectors-") as tmp:
         folder = Path(tmp) / VECTOR_DIR

@@ -118,7 +118,9 @@ class TestVectors:
         """Write the vectors as plain files into ``dest/test_vectors`` (to copy to a device)."""
         out = Path(dest) / VECTOR_DIR
         out.mkdir(parents=True, exist_ok=True)
-        for member in [INDEX_NAME] + [str(v[k]) for v in self.vectors for k in ("image", "tensor", "embedding")]:
+        for member in [INDEX_NAME] + [
+            str(v[k]) for v in self.vectors for k in ("image", "tensor", "embedding")
+        ]:
             (out / member).write_bytes(self.read_bytes(member))
         return out
 
@@ -177,8 +179,13 @@ class TestVectors:
         cos = float(got @ ref / max(np.linalg.norm(got) * np.linalg.norm(ref), 1e-30))
         return VectorCheck(name, embedding_cos=cos, embedding_passed=cos >= EMBEDDING_COS_MIN[precision])
 
-    def check(self, tensors: Optional[Mapping[str, Any]] = None, embeddings: Optional[Mapping[str, Any]] = None,
-              precision: str = "fp32", layout: str = "NCHW") -> List[VectorCheck]:  # fmt: skip
+    def check(
+        self,
+        tensors: Optional[Mapping[str, Any]] = None,
+        embeddings: Optional[Mapping[str, Any]] = None,
+        precision: str = "fp32",
+        layout: str = "NCHW",
+    ) -> List[VectorCheck]:
         """Check every vector given (by name) in ``tensors`` and/or ``embeddings``."""
         tensors, embeddings = dict(tensors or {}), dict(embeddings or {})
         unknown = sorted((set(tensors) | set(embeddings)) - set(self.names))
@@ -191,7 +198,11 @@ class TestVectors:
             c = VectorCheck(name)
             if name in tensors:
                 t = self.check_tensor(name, tensors[name], layout)
-                c.tensor_max_abs, c.tensor_mean_abs, c.tensor_passed = t.tensor_max_abs, t.tensor_mean_abs, t.tensor_passed
+                c.tensor_max_abs, c.tensor_mean_abs, c.tensor_passed = (
+                    t.tensor_max_abs,
+                    t.tensor_mean_abs,
+                    t.tensor_passed,
+                )
             if name in embeddings:
                 e = self.check_embedding(name, embeddings[name], precision)
                 c.embedding_cos, c.embedding_passed = e.embedding_cos, e.embedding_passed

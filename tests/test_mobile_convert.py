@@ -16,7 +16,7 @@ from docedge.runtime.errors import BundleError
 @pytest.fixture(scope="module")
 def ort_bundle(seeded_bundle, seeded_reference, tmp_path_factory):
     """The seeded bundle converted to ORT Mobile (+ fixed-shape ONNX and test vectors)."""
-    from docedge.export.convert import convert_bundle
+    from docedge.export.formats.convert import convert_bundle
 
     dst = tmp_path_factory.mktemp("ort") / "bundle"
     shutil.copytree(seeded_bundle, dst)
@@ -25,11 +25,16 @@ def ort_bundle(seeded_bundle, seeded_reference, tmp_path_factory):
 
 
 def test_ort_artifacts_are_recorded_gated_and_verified(ort_bundle):
-    root, report = ort_bundle
+    root, _report = ort_bundle
     b = load_bundle(root)  # every file (and every file of multi-file artifacts) hash-checked
     by_file = {a.file: a.record for a in b.artifacts}
-    for name in ("model_fp32.ort", "model_fp32_b1_unnorm.ort", "model_fp32_b1.onnx",
-                 "model_fp32_b1_unnorm.onnx", "model_fp32_b1_nhwc.onnx"):
+    for name in (
+        "model_fp32.ort",
+        "model_fp32_b1_unnorm.ort",
+        "model_fp32_b1.onnx",
+        "model_fp32_b1_unnorm.onnx",
+        "model_fp32_b1_nhwc.onnx",
+    ):
         rec = by_file[name]
         v = rec["verification"]
         assert v["passed"] is True and v["against"] == "pytorch-reference"
@@ -67,8 +72,7 @@ def test_tampered_part_of_a_multi_file_artifact_is_refused(ort_bundle, tmp_path,
 
 
 def test_failed_gate_commits_nothing(bundle_copy, seeded_reference, monkeypatch):
-    from docedge.export import convert
-    from docedge.export.formats import gate
+    from docedge.export.formats import convert, gate
 
     before = (bundle_copy / "manifest.json").read_bytes()
     monkeypatch.setitem(gate.GATES, "fp32", {"cos_min": 1.1, "cos_mean": 1.1, "decision_agreement": 1.0})
@@ -77,12 +81,13 @@ def test_failed_gate_commits_nothing(bundle_copy, seeded_reference, monkeypatch)
                                options={"nhwc_onnx": False, "vectors": False})  # fmt: skip
     assert (bundle_copy / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in bundle_copy.iterdir() if p.name != ".docedge-bundle.lock") == [
-        "manifest.json", "model_fp32.onnx"]
+        "manifest.json",
+        "model_fp32.onnx",
+    ]
 
 
 def test_missing_converter_is_skipped_naming_the_extra(bundle_copy, seeded_reference, monkeypatch):
-    from docedge.export import convert
-    from docedge.export.formats import _common
+    from docedge.export.formats import _common, convert
 
     real = _common.importlib.import_module
 
@@ -102,7 +107,7 @@ def test_missing_converter_is_skipped_naming_the_extra(bundle_copy, seeded_refer
 
 
 def test_parse_formats():
-    from docedge.export.convert import parse_formats
+    from docedge.export.formats.convert import parse_formats
 
     assert parse_formats("ort, litert") == ["ort", "tflite"]
     assert parse_formats("all") == ["ort", "tflite", "coreml", "ncnn"]
@@ -142,9 +147,13 @@ def test_gate_normalizes_unnormalized_output_and_catches_wrong_models(seeded_ref
     from docedge.export.formats import gate
 
     data = gate.gate_data(lambda x: torch_embed(seeded_reference.net, x), "pytorch-reference")
-    scaled = gate.gate(data, lambda x: 3.0 * torch_embed(seeded_reference.net, x), "fp32", normalized_output=False)
+    scaled = gate.gate(
+        data, lambda x: 3.0 * torch_embed(seeded_reference.net, x), "fp32", normalized_output=False
+    )
     assert scaled["passed"] is True and scaled["output_norm_min"] > 2.9
     # claimed normalized but is not: refused even though the direction is right
     assert gate.gate(data, lambda x: 3.0 * torch_embed(seeded_reference.net, x), "fp32")["passed"] is False
-    rgb = gate.gate(data, lambda x: torch_embed(seeded_reference.net, np.ascontiguousarray(x[:, ::-1])), "fp32")
+    rgb = gate.gate(
+        data, lambda x: torch_embed(seeded_reference.net, np.ascontiguousarray(x[:, ::-1])), "fp32"
+    )
     assert rgb["passed"] is False and rgb["cos_min"] < 0.99

@@ -9,8 +9,10 @@ import pytest
 pytest.importorskip("coremltools", reason="coremltools not installed: pip install 'docedge[coreml]'")
 
 
-def test_coreml_packages_are_recorded_not_run_and_every_file_hashed(seeded_bundle, seeded_reference, tmp_path):
-    from docedge.export.convert import convert_bundle
+def test_coreml_packages_are_recorded_not_run_and_every_file_hashed(
+    seeded_bundle, seeded_reference, tmp_path
+):
+    from docedge.export.formats.convert import convert_bundle
     from docedge.runtime.bundle import load_bundle
     from docedge.runtime.errors import BundleError
 
@@ -40,5 +42,5 @@ def test_coreml_packages_are_recorded_not_run_and_every_file_hashed(seeded_bundl
     data = bytearray(z.read_bytes())
     data[len(data) // 2] ^= 0xFF
     z.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="model_int8w.mlpackage.zip"):
+    with pytest.raises(BundleError, match=r"model_int8w\.mlpackage.zip"):
         load_bundle(root)

@@ -15,7 +15,7 @@ from docedge.export.verify import agreement
 
 
 def _run(path, x, opts=None):
-    from docedge.export.convert import ort_runner
+    from docedge.export.formats.convert import ort_runner
 
     return ort_runner(path, opts)[0](x)
 
@@ -32,7 +32,9 @@ def fp32_out(seeded_bundle, x):
 
 @pytest.mark.parametrize("kw,layout,normalized", [({}, "NCHW", True), ({"nhwc": True}, "NHWC", True),
                                                   ({"normalize": False}, "NCHW", False)])  # fmt: skip
-def test_fixed_shape_variants_match_the_dynamic_model(seeded_bundle, tmp_path, x, fp32_out, kw, layout, normalized):
+def test_fixed_shape_variants_match_the_dynamic_model(
+    seeded_bundle, tmp_path, x, fp32_out, kw, layout, normalized
+):
     out = tmp_path / "v.onnx"
     rec = fs.convert_fixed_shape(seeded_bundle / "model_fp32.onnx", out, **kw)
     assert rec["input"]["layout"] == layout and rec["input"]["batch"] == "fixed"
@@ -55,9 +57,12 @@ def test_fixed_shape_variants_match_the_dynamic_model(seeded_bundle, tmp_path, x
 def test_strip_normalization_refuses_a_graph_without_it(tmp_path):
     from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("Relu", ["img"], ["feats"])], "g",
-                          [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["N", 3, 4, 4])],
-                          [helper.make_tensor_value_info("feats", TensorProto.FLOAT, ["N", 3, 4, 4])])  # fmt: skip
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["img"], ["feats"])],
+        "g",
+        [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("feats", TensorProto.FLOAT, ["N", 3, 4, 4])],
+    )
     with pytest.raises(ConversionError, match="not by an L2 normalization"):
         fs.strip_normalization(helper.make_model(g), "relu.onnx")
 
@@ -65,7 +70,7 @@ def test_strip_normalization_refuses_a_graph_without_it(tmp_path):
 def test_fixed_shape_names_an_unreadable_file(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
-    with pytest.raises(ConversionError, match="bad.onnx"):
+    with pytest.raises(ConversionError, match=r"bad\.onnx"):
         fs.convert_fixed_shape(bad, tmp_path / "o.onnx")
 
 
@@ -101,5 +106,5 @@ def test_operator_config_and_usability_report(seeded_bundle, tmp_path):
 
 
 def test_ort_conversion_error_names_the_file(tmp_path):
-    with pytest.raises(ConversionError, match="missing.onnx"):
+    with pytest.raises(ConversionError, match=r"missing\.onnx"):
         om.convert_ort(tmp_path / "missing.onnx", tmp_path / "m.ort")

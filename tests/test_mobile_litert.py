@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("litert_torch", reason="LiteRT converter not installed: pip install 'docedge[litert]'")
-pytest.importorskip("ai_edge_litert", reason="LiteRT interpreter not installed: pip install 'docedge[litert]'")
+pytest.importorskip(
+    "ai_edge_litert", reason="LiteRT interpreter not installed: pip install 'docedge[litert]'"
+)
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +24,17 @@ def demo_reference():
 @pytest.fixture(scope="module")
 def litert_bundle(demo_reference, tmp_path_factory):
     from docedge.export.bundle_writer import export_bundle
-    from docedge.export.convert import convert_bundle
+    from docedge.export.formats.convert import convert_bundle
 
     dst = tmp_path_factory.mktemp("litert") / "bundle"
     export_bundle(dst, reference=demo_reference)
-    report = convert_bundle(dst, ["tflite"], reference=demo_reference, benchmark=False,
-                            options={"tflite_variants": ("fp32", "fp16", "int8-dynamic"), "vectors": False})  # fmt: skip
+    report = convert_bundle(
+        dst,
+        ["tflite"],
+        reference=demo_reference,
+        benchmark=False,
+        options={"tflite_variants": ("fp32", "fp16", "int8-dynamic"), "vectors": False},
+    )
     return dst, report
 
 
@@ -59,7 +66,7 @@ def test_litert_runner_matches_the_signature(litert_bundle, demo_reference):
     from docedge.export.formats.litert import litert_runner
 
     x = check_batch(3, seed=5)
-    embed, io = litert_runner(litert_bundle[0] / "model_fp32.tflite")
+    embed, _io = litert_runner(litert_bundle[0] / "model_fp32.tflite")
     got, ref = embed(x), torch_embed(demo_reference.net, x)
     assert got.shape == (3, 256) and np.allclose(got, ref, atol=1e-5)
 
@@ -90,5 +97,5 @@ def test_litert_error_names_the_file(tmp_path):
 
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"nope")
-    with pytest.raises(ConversionError, match="bad.tflite"):
+    with pytest.raises(ConversionError, match=r"bad\.tflite"):
         litert_runner(bad)

@@ -11,7 +11,7 @@ pytest.importorskip("ncnn", reason="ncnn not installed: pip install 'docedge[ncn
 
 
 def test_ncnn_fp16_and_fp32_pass_and_both_files_are_hashed(seeded_bundle, seeded_reference, tmp_path):
-    from docedge.export.convert import convert_bundle
+    from docedge.export.formats.convert import convert_bundle
     from docedge.runtime.bundle import load_bundle
     from docedge.runtime.errors import BundleError
 
@@ -31,7 +31,7 @@ def test_ncnn_fp16_and_fp32_pass_and_both_files_are_hashed(seeded_bundle, seeded
     load_bundle(root)
     b = root / "model_fp16.ncnn.bin"
     b.write_bytes(b.read_bytes()[:-4])
-    with pytest.raises(BundleError, match="model_fp16.ncnn.bin"):
+    with pytest.raises(BundleError, match=r"model_fp16\.ncnn.bin"):
         load_bundle(root)
 
 
@@ -40,7 +40,7 @@ def test_ncnn_from_onnx_for_imported_bundles(seeded_bundle, tmp_path):
 
     rec = convert_ncnn_onnx(seeded_bundle / "model_fp32.onnx", tmp_path, "m", "fp32")
     assert rec["converter"]["source"] == "ONNX (model_fp32.onnx)"
-    embed, info = ncnn_runner(tmp_path / "m.param", tmp_path / "m.bin")
+    embed, _info = ncnn_runner(tmp_path / "m.param", tmp_path / "m.bin")
     from docedge.export.check_images import check_batch
 
     assert embed(check_batch(2)).shape == (2, 256)

@@ -127,7 +127,9 @@ def test_drift_is_recorded(vectors):
 
 
 def test_runtime_module_imports_no_torch_or_onnx():
-    code = ("import sys, docedge.runtime.test_vectors, docedge.runtime.bundle; "
-            "bad = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; print(bad)")  # fmt: skip
+    code = (
+        "import sys, docedge.runtime.test_vectors, docedge.runtime.bundle; "
+        "bad = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

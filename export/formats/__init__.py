@@ -10,7 +10,7 @@ with explicit options that write one artifact and return its manifest record fie
 - :mod:`.ncnn`: ncnn ``.param``/``.bin`` fp16 and fp32 (``[ncnn]``).
 - :mod:`.gate`: the gate of a converted artifact against the PyTorch reference.
 
-Converters never touch a bundle's manifest; :func:`docedge.export.convert.convert_bundle`
+Converters never touch a bundle's manifest; :func:`docedge.export.formats.convert.convert_bundle`
 gates and commits.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 
 def convert_bundle(*args: Any, **kwargs: Any) -> Any:
-    """:func:`docedge.export.convert.convert_bundle` (imported on first use)."""
-    from docedge.export.convert import convert_bundle as _convert_bundle
+    """:func:`docedge.export.formats.convert.convert_bundle` (imported on first use)."""
+    from .convert import convert_bundle as _convert_bundle
 
     return _convert_bundle(*args, **kwargs)
 

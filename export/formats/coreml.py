@@ -34,7 +34,7 @@ def convert_coreml_zip(net: Any, zip_path: Union[str, Path], precision: str = "f
     package's files with their hashes under ``contents``."""
     import tempfile
 
-    from ._common import zip_tree
+    from ..archive import zip_tree
 
     zp = Path(zip_path)
     name = zp.name[:-4] if zp.name.endswith(".zip") else zp.name + ".mlpackage"
@@ -69,17 +69,27 @@ def convert_coreml(net: Any, out_path: Union[str, Path], precision: str = "fp16"
             minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET),
             compute_precision=ct.precision.FLOAT16,
         )
-        converter: Dict[str, Any] = {"name": "coremltools.convert", "convert_to": "mlprogram",
-                                     "minimum_deployment_target": MINIMUM_TARGET, "compute_precision": "FLOAT16"}  # fmt: skip
+        converter: Dict[str, Any] = {
+            "name": "coremltools.convert",
+            "convert_to": "mlprogram",
+            "minimum_deployment_target": MINIMUM_TARGET,
+            "compute_precision": "FLOAT16",
+        }
         if precision == "int8":
-            from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+            from coremltools.optimize.coreml import (
+                OpLinearQuantizerConfig,
+                OptimizationConfig,
+                linear_quantize_weights,
+            )
 
             cfg = OptimizationConfig(global_config=OpLinearQuantizerConfig(
                 mode="linear_symmetric", dtype="int8", granularity="per_channel"))  # fmt: skip
             model = linear_quantize_weights(model, cfg)
             converter["weights"] = "int8 linear_symmetric per_channel (linear_quantize_weights)"
         model.short_description = "docedge document embedding (squeeze-head lcnet050), score (cos+1)/2"
-        model.input_description["img"] = "float32 [1,3,128,128]: BGR planes, bilinear resize (no antialias), /255"
+        model.input_description["img"] = (
+            "float32 [1,3,128,128]: BGR planes, bilinear resize (no antialias), /255"
+        )
         model.output_description["feats"] = "float32 [1,256], L2-normalized embedding"
         model.user_defined_metadata["docedge.precision"] = precision
         if preprocess:

@@ -115,7 +115,7 @@ def l2_normalize(emb: np.ndarray) -> np.ndarray:
 
 def run_batched(embed_one: Embed, x: np.ndarray, batch: int = 1) -> np.ndarray:
     """Run a fixed-batch interpreter over ``x`` ``batch`` rows at a time."""
-    outs = [np.asarray(embed_one(x[i:i + batch]), np.float32) for i in range(0, len(x), batch)]
+    outs = [np.asarray(embed_one(x[i : i + batch]), np.float32) for i in range(0, len(x), batch)]
     return np.concatenate(outs)
 
 
@@ -155,7 +155,10 @@ def gate(data: GateData, embed: Embed, precision: str, normalized_output: bool =
         "gated_on": "document captures" if docs_only else "all gate images",
         **agree.to_dict(),
         "all_images": {"cos_min": agree_all.cos_min, "cos_mean": agree_all.cos_mean},
-        "documents": {"cos_min": float(cos[CHECK_IMAGES:].min()), "cos_mean": float(cos[CHECK_IMAGES:].mean())},
+        "documents": {
+            "cos_min": float(cos[CHECK_IMAGES:].min()),
+            "cos_mean": float(cos[CHECK_IMAGES:].mean()),
+        },
         "decision_agreement": dec_agree,
         "decisions": {"probes": len(dec), "threshold": data.threshold,
                       "threshold_source": data.threshold_source,

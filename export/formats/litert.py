@@ -41,8 +41,12 @@ EXTRA = "litert"
 SIGNATURE = "serving_default"
 VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 #: Variant -> (precision, quantization) recorded in the manifest.
-VARIANT_PRECISION = {"fp32": ("fp32", None), "fp16": ("fp16", "fp16-weights"),
-                     "int8-dynamic": ("int8", "dynamic-range"), "int8-static": ("int8", "static")}  # fmt: skip
+VARIANT_PRECISION = {
+    "fp32": ("fp32", None),
+    "fp16": ("fp16", "fp16-weights"),
+    "int8-dynamic": ("int8", "dynamic-range"),
+    "int8-static": ("int8", "static"),
+}
 DEFAULT_CALIBRATION_IMAGES = 200
 
 
@@ -113,11 +117,17 @@ def convert_litert_fp16(fp32_file: Union[str, Path], out_path: Union[str, Path])
 
     rm = recipe_manager.RecipeManager()
     rm.add_quantization_config(
-        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        regex=".*",
+        operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
         op_config=qtyping.OpQuantizationConfig(
-            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
-            compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True),
-        algorithm_key=AlgorithmName.FLOAT_CASTING)  # fmt: skip
+            weight_tensor_config=qtyping.TensorQuantizationConfig(
+                num_bits=16, dtype=qtyping.TensorDataType.FLOAT
+            ),
+            compute_precision=qtyping.ComputePrecision.FLOAT,
+            explicit_dequantize=True,
+        ),
+        algorithm_key=AlgorithmName.FLOAT_CASTING,
+    )
     _quantize_file(Path(fp32_file), Path(out_path), rm.get_quantization_recipe())
     return _fields("fp16", {"name": "ai-edge-quantizer", "recipe": "float_casting (fp16 weights)"})
 
@@ -172,7 +182,8 @@ def convert_litert_static_int8(
                 raise ConversionError(f"{out_path}: no calibration images")
             graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
             edge = litert_torch.signature(SIGNATURE, graph, sample_kwargs={"img": _sample()}).convert(
-                quant_config=QuantConfig(pt2e_quantizer=quantizer))
+                quant_config=QuantConfig(pt2e_quantizer=quantizer)
+            )
             edge.export(str(out_path))
     except ConversionError:
         raise
@@ -187,7 +198,7 @@ def convert_litert_static_int8(
 
 
 def _fields(variant: str, converter: Dict[str, Any]) -> Dict[str, Any]:
-    precision, quant = VARIANT_PRECISION[variant]
+    _precision, quant = VARIANT_PRECISION[variant]
     rec: Dict[str, Any] = {
         "variant": variant,
         "input": {"name": "img", "layout": "NHWC", "shape": [1, 128, 128, 3], "batch": "fixed"},
@@ -204,11 +215,16 @@ def _fields(variant: str, converter: Dict[str, Any]) -> Dict[str, Any]:
 
 # --- running (gate) -----------------------------------------------------------------------------
 def interpreter_versions() -> Dict[str, Any]:
-    return {"ai-edge-litert": versions("ai-edge-litert")["ai-edge-litert"], "delegate": "XNNPACK (default CPU)",
-            "threads": 2}  # fmt: skip
+    return {
+        "ai-edge-litert": versions("ai-edge-litert")["ai-edge-litert"],
+        "delegate": "XNNPACK (default CPU)",
+        "threads": 2,
+    }
 
 
-def litert_runner(path: Union[str, Path], threads: int = 2) -> Tuple[Callable[[np.ndarray], np.ndarray], Dict[str, Any]]:
+def litert_runner(
+    path: Union[str, Path], threads: int = 2
+) -> Tuple[Callable[[np.ndarray], np.ndarray], Dict[str, Any]]:
     """A batch function NCHW float32 ``(N, 3, 128, 128)`` -> ``(N, 256)`` over the file
     (one invoke per image; int8 I/O quantized with the file's own parameters), and the
     input description (dtype and quantization) to record."""
@@ -216,7 +232,8 @@ def litert_runner(path: Union[str, Path], threads: int = 2) -> Tuple[Callable[[n
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise ConverterUnavailableError(
-            f"{path}: running LiteRT files needs ai-edge-litert; install it with: pip install 'docedge[litert]'"
+            f"{path}: running LiteRT files needs ai-edge-litert; "
+            "install it with: pip install 'docedge[litert]'"
         ) from None
     try:
         interp = Interpreter(model_path=str(path), num_threads=threads)
@@ -241,12 +258,15 @@ def litert_runner(path: Union[str, Path], threads: int = 2) -> Tuple[Callable[[n
 
     def embed(x: np.ndarray) -> np.ndarray:
         nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
-        return np.concatenate([one(nhwc[i:i + 1]) for i in range(len(nhwc))])
+        return np.concatenate([one(nhwc[i : i + 1]) for i in range(len(nhwc))])
 
     io_desc: Dict[str, Any] = {"dtype": "int8" if in_int8 else "float32"}
     if in_int8:
-        io_desc["quantization"] = {"scale": float(in_scale), "zero_point": int(in_zp),
-                                   "rule": "q = clamp(round(x / scale) + zero_point, -128, 127), x = pixel / 255"}  # fmt: skip
+        io_desc["quantization"] = {
+            "scale": float(in_scale),
+            "zero_point": int(in_zp),
+            "rule": "q = clamp(round(x / scale) + zero_point, -128, 127), x = pixel / 255",
+        }
     return embed, io_desc
 
 

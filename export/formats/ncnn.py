@@ -32,7 +32,9 @@ def _pnnx(model_file: Path, out_dir: Path, stem: str, precision: str) -> None:
     pnnx = require("pnnx", EXTRA, "ncnn conversion")
     exe = Path(pnnx.EXEC_PATH)
     if not exe.is_file():
-        raise ConverterUnavailableError(f"{exe}: the pnnx executable is missing; reinstall: pip install 'docedge[ncnn]'")
+        raise ConverterUnavailableError(
+            f"{exe}: the pnnx executable is missing; reinstall: pip install 'docedge[ncnn]'"
+        )
     param, binf = out_dir / f"{stem}.param", out_dir / f"{stem}.bin"
     cmd = [str(exe), model_file.name, "inputshape=[1,3,128,128]f32", "device=cpu", "optlevel=2",
            f"ncnnparam={param}", f"ncnnbin={binf}", f"fp16={1 if precision == 'fp16' else 0}"]  # fmt: skip
@@ -57,7 +59,9 @@ def _fields(precision: str, source: str) -> Dict[str, Any]:
     }
 
 
-def convert_ncnn_torch(net: Any, out_dir: Union[str, Path], stem: str, precision: str = "fp16") -> Dict[str, Any]:
+def convert_ncnn_torch(
+    net: Any, out_dir: Union[str, Path], stem: str, precision: str = "fp16"
+) -> Dict[str, Any]:
     """TorchScript-trace the reference and convert it with pnnx to ``out_dir/stem.param|.bin``."""
     import torch
 
@@ -72,7 +76,9 @@ def convert_ncnn_torch(net: Any, out_dir: Union[str, Path], stem: str, precision
     return _fields(precision, "TorchScript trace of the PyTorch reference")
 
 
-def convert_ncnn_onnx(src: Union[str, Path], out_dir: Union[str, Path], stem: str, precision: str = "fp16") -> Dict[str, Any]:
+def convert_ncnn_onnx(
+    src: Union[str, Path], out_dir: Union[str, Path], stem: str, precision: str = "fp16"
+) -> Dict[str, Any]:
     """Convert an ONNX file with pnnx (bundles imported from ONNX have no PyTorch model)."""
     src = Path(src)
     with tempfile.TemporaryDirectory(prefix="docedge-pnnx-") as tmp:
@@ -89,7 +95,8 @@ def ncnn_runner(param: Union[str, Path], binf: Union[str, Path], threads: int = 
         import ncnn
     except ImportError:
         raise ConverterUnavailableError(
-            f"{param}: running ncnn models needs the ncnn package; install it with: pip install 'docedge[ncnn]'"
+            f"{param}: running ncnn models needs the ncnn package; "
+            "install it with: pip install 'docedge[ncnn]'"
         ) from None
     net = ncnn.Net()
     net.opt.num_threads = threads
@@ -107,5 +114,8 @@ def ncnn_runner(param: Union[str, Path], binf: Union[str, Path], threads: int = 
     def embed(x: np.ndarray) -> np.ndarray:
         return np.concatenate([one(row) for row in np.asarray(x, np.float32)])
 
-    opts = {"use_fp16_storage": bool(net.opt.use_fp16_storage), "use_fp16_arithmetic": bool(net.opt.use_fp16_arithmetic)}
+    opts = {
+        "use_fp16_storage": bool(net.opt.use_fp16_storage),
+        "use_fp16_arithmetic": bool(net.opt.use_fp16_arithmetic),
+    }
     return embed, {"ncnn": versions("ncnn")["ncnn"], "threads": threads, "options": opts}

@@ -108,8 +108,9 @@ def convert_ort(
             raise ConversionError(f"{src}: ONNX Runtime could not convert it to ORT format ({e})") from None
         ort_files = sorted((Path(tmp) / "out").glob("*.ort"))
         if len(ort_files) != 1:
-            raise ConversionError(f"{src}: expected one .ort file from the converter, got "
-                                  f"{[p.name for p in ort_files]}")
+            raise ConversionError(
+                f"{src}: expected one .ort file from the converter, got {[p.name for p in ort_files]}"
+            )
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(ort_files[0]), str(out_path))
     session_options = {"session.enable_saved_runtime_optimizations": "1"} if style == "runtime" else {}
@@ -134,7 +135,9 @@ def write_operator_config(ort_files: Sequence[Union[str, Path]], out_path: Union
     try:
         _quiet(create_config_from_models, paths, out, type_reduction)
     except Exception as e:
-        raise ConversionError(f"{out}: could not extract the operators of {[p.name for p in paths]} ({e})") from None
+        raise ConversionError(
+            f"{out}: could not extract the operators of {[p.name for p in paths]} ({e})"
+        ) from None
     lines = []
     for line in out.read_text(encoding="utf-8").splitlines():
         if line.startswith("# - "):

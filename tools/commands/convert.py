@@ -19,17 +19,26 @@ def register(sub: Any) -> None:
         "are skipped, naming the extra to install.",
     )
     p.add_argument("bundle", type=Path)
-    p.add_argument("--formats", default="ort,tflite,coreml,ncnn",
-                   help="comma-separated: ort (with fixed-shape ONNX), tflite, coreml, ncnn, or all")
+    p.add_argument(
+        "--formats",
+        default="ort,tflite,coreml,ncnn",
+        help="comma-separated: ort (with fixed-shape ONNX), tflite, coreml, ncnn, or all",
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="the bundle's source checkpoint")
     src.add_argument("--random-init", action="store_true", help="the bundle is a seeded random init")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--calib-images", type=Path,
-                   help="images for LiteRT static int8 (default: synthetic document captures)")
+    p.add_argument(
+        "--calib-images",
+        type=Path,
+        help="images for LiteRT static int8 (default: synthetic document captures)",
+    )
     p.add_argument("--calib-max-images", type=int, default=200)
-    p.add_argument("--tflite-float-head", action="store_true",
-                   help="LiteRT static int8: keep the head and normalization in float")
+    p.add_argument(
+        "--tflite-float-head",
+        action="store_true",
+        help="LiteRT static int8: keep the head and normalization in float",
+    )
     p.add_argument("--no-benchmark", action="store_true", help="skip the batch-1 timing")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -57,7 +66,7 @@ def table_lines(records: List[Dict[str, Any]]) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from docedge.export.convert import convert_bundle, parse_formats
+    from docedge.export.formats.convert import convert_bundle, parse_formats
 
     try:
         formats = parse_formats(args.formats)

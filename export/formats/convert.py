@@ -27,12 +27,12 @@ from docedge.runtime.bundle import load_bundle
 from docedge.runtime.bundle_commit import BundleTransaction
 from docedge.runtime.errors import BundleError
 
-from .formats import gate as gating
-from .formats._common import EXTRAS, ConversionError, ConverterUnavailableError
-from .gates import GateError, torch_embed
-from .manifest import FP32_FILE
-from .provenance import utc_now
-from .reference import ReferenceModel, reference_for_bundle
+from ..gates import GateError, torch_embed
+from ..manifest import FP32_FILE
+from ..provenance import utc_now
+from ..reference import ReferenceModel, reference_for_bundle
+from . import gate as gating
+from ._common import EXTRAS, ConversionError, ConverterUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def ort_runner(path: Path, session_options: Optional[Dict[str, str]] = None) -> 
         a = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else np.ascontiguousarray(x)
         if fixed:
             b = int(inp.shape[0])
-            return np.concatenate([sess.run(None, {inp.name: a[i:i + b]})[0] for i in range(0, len(a), b)])
+            return np.concatenate([sess.run(None, {inp.name: a[i : i + b]})[0] for i in range(0, len(a), b)])
         out: np.ndarray = sess.run(None, {inp.name: a})[0]
         return out
 
@@ -134,7 +134,7 @@ def ort_runner(path: Path, session_options: Optional[Dict[str, str]] = None) -> 
 
 # --- per-format plans -------------------------------------------------------------------------
 def _plan_fixed(ctx: Context) -> List[Staged]:
-    from .formats.fixed_shape import convert_fixed_shape
+    from .fixed_shape import convert_fixed_shape
 
     src = ctx.root / FP32_FILE
     out: List[Staged] = []
@@ -153,14 +153,16 @@ def _plan_fixed(ctx: Context) -> List[Staged]:
 def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
     import json
 
-    from .formats import ort_mobile as om
+    from . import ort_mobile as om
 
     out: List[Staged] = []
     for art in ctx.manifest.get("artifacts", []):
         if art.get("format") != "onnx" or art.get("variant"):
             continue
         prec = str(art["precision"])
-        style, level = ctx.options.get("ort_optimization", {}).get(prec, om.DEFAULT_OPTIMIZATION.get(prec, ("fixed", "extended")))
+        style, level = ctx.options.get("ort_optimization", {}).get(
+            prec, om.DEFAULT_OPTIMIZATION.get(prec, ("fixed", "extended"))
+        )
         name = f"model_{prec}.ort"
         fields = om.convert_ort(ctx.root / art["file"], ctx.work / name, style, level)
         fields["input"] = {"name": "img", "layout": "NCHW", "shape": ["N", 3, 128, 128], "batch": "dynamic"}
@@ -194,25 +196,44 @@ def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
     (ctx.work / "mobile_usability.txt").write_text(text, encoding="utf-8")
     summary = {k: v["eps"] for k, v in reports.items()}
     (ctx.work / "mobile_usability.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    out.append(Staged("mobile_usability.json", "ort-usability-report", "fp32",
-                      {"tool": "onnxruntime.tools.check_onnx_model_mobile_usability", "text": "mobile_usability.txt",
-                       "summary": {k: {ep: f"{d['supported_nodes']}/{d['nodes']} nodes in {d['partitions']} partitions"
-                                       for ep, d in v.items()} for k, v in summary.items()},
-                       "producers": fields_producers()},
-                      not_run_reason="a report, not a model", extra_files=("mobile_usability.txt",)))  # fmt: skip
+    out.append(
+        Staged(
+            "mobile_usability.json",
+            "ort-usability-report",
+            "fp32",
+            {
+                "tool": "onnxruntime.tools.check_onnx_model_mobile_usability",
+                "text": "mobile_usability.txt",
+                "summary": {
+                    k: {
+                        ep: f"{d['supported_nodes']}/{d['nodes']} nodes in {d['partitions']} partitions"
+                        for ep, d in v.items()
+                    }
+                    for k, v in summary.items()
+                },
+                "producers": fields_producers(),
+            },
+            not_run_reason="a report, not a model",
+            extra_files=("mobile_usability.txt",),
+        )
+    )
     return out
 
 
 def fields_producers() -> Dict[str, str]:
-    from .formats._common import versions
+    from ._common import versions
 
     return versions("onnxruntime", "onnx")
 
 
-def _calibration(ctx: Context) -> Tuple[Callable[[], Any], Dict[str, Any], Optional[tempfile.TemporaryDirectory]]:  # type: ignore[type-arg]
+def _calibration(
+    ctx: Context,
+) -> Tuple[Callable[[], Any], Dict[str, Any], Optional[tempfile.TemporaryDirectory]]:  # type: ignore[type-arg]
     """The calibration images: ``--calib-images`` or, as ``docedge export`` does for the demo
     model, synthetic document captures (held apart from the gate's document types)."""
-    from docedge.calibration.calib_data import ImageSet
+    import hashlib
+
+    from docedge.runtime.preprocess import list_images, load_image, preprocess_bgr
 
     limit = int(ctx.options.get("calib_max_images", 200))
     tmp = None
@@ -227,17 +248,33 @@ def _calibration(ctx: Context) -> Tuple[Callable[[], Any], Dict[str, Any], Optio
         write_documents(folder, types=max(1, limit // per_type), per_type=per_type, first_type_id=5000,
                         capture_strength=0.7, progress=False)  # fmt: skip
         origin = "synthetic document captures (types 5000..), as docedge export calibrates the demo model"
-    images = ImageSet.scan(folder, limit)
-    info = {"origin": origin, "data_sha256": images.sha256, "max_images": limit}
-    return (lambda: images.batches(16)), info, tmp
+    files = list_images(folder)
+    if not files:
+        raise ConversionError(f"{folder}: no .jpg/.jpeg/.png calibration images")
+    if len(files) > limit:  # a seeded uniform subset, as INT8 calibration takes it
+        idx = np.random.default_rng(0).choice(len(files), limit, replace=False)
+        files = [files[i] for i in sorted(idx)]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(folder).as_posix().encode("utf-8") + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    info = {"origin": origin, "data_sha256": h.hexdigest(), "max_images": limit}
+
+    def batches() -> Any:
+        for i in range(0, len(files), 16):
+            yield np.stack([preprocess_bgr(load_image(f)) for f in files[i : i + 16]])
+
+    return batches, info, tmp
 
 
 def _plan_tflite(ctx: Context) -> List[Staged]:
-    from .formats import litert as lt
+    from . import litert as lt
 
     if ctx.reference is None:
-        raise ConverterUnavailableError("LiteRT conversion needs the PyTorch reference (this bundle was "
-                                        "imported from ONNX); export the bundle from a checkpoint")  # fmt: skip
+        raise ConverterUnavailableError(
+            "LiteRT conversion needs the PyTorch reference (this bundle was "
+            "imported from ONNX); export the bundle from a checkpoint"
+        )
     lt.require("litert_torch", lt.EXTRA, "LiteRT conversion")
     net = ctx.reference.net.eval()
     variants = ctx.options.get("tflite_variants", lt.VARIANTS)
@@ -258,12 +295,23 @@ def _plan_tflite(ctx: Context) -> List[Staged]:
     if "fp16" in variants:
         add("model_fp16.tflite", lt.convert_litert_fp16(fp32, ctx.work / "model_fp16.tflite"))
     if "int8-dynamic" in variants:
-        add("model_int8_dynamic.tflite", lt.convert_litert_dynamic_int8(fp32, ctx.work / "model_int8_dynamic.tflite"))
+        add(
+            "model_int8_dynamic.tflite",
+            lt.convert_litert_dynamic_int8(fp32, ctx.work / "model_int8_dynamic.tflite"),
+        )
     if "int8-static" in variants:
         batches, info, tmp = _calibration(ctx)
         try:
-            add("model_int8.tflite", lt.convert_litert_static_int8(
-                net, ctx.work / "model_int8.tflite", batches, bool(ctx.options.get("tflite_float_head", False)), info))
+            add(
+                "model_int8.tflite",
+                lt.convert_litert_static_int8(
+                    net,
+                    ctx.work / "model_int8.tflite",
+                    batches,
+                    bool(ctx.options.get("tflite_float_head", False)),
+                    info,
+                ),
+            )
         finally:
             if tmp is not None:
                 tmp.cleanup()
@@ -273,14 +321,14 @@ def _plan_tflite(ctx: Context) -> List[Staged]:
 
 
 def _litert_run(path: Path) -> Tuple[Embed, Dict[str, Any]]:
-    from .formats import litert as lt
+    from . import litert as lt
 
     embed, io_desc = lt.litert_runner(path)
     return embed, {**lt.interpreter_versions(), "machine": platform.machine(), "input": io_desc}
 
 
 def _plan_coreml(ctx: Context) -> List[Staged]:
-    from .formats import coreml as cm
+    from . import coreml as cm
 
     if ctx.reference is None:
         raise ConverterUnavailableError("Core ML conversion needs the PyTorch reference (this bundle was "
@@ -294,7 +342,7 @@ def _plan_coreml(ctx: Context) -> List[Staged]:
 
 
 def _plan_ncnn(ctx: Context) -> List[Staged]:
-    from .formats import ncnn as nc
+    from . import ncnn as nc
 
     out = []
     for prec in ("fp16", "fp32"):
@@ -304,25 +352,47 @@ def _plan_ncnn(ctx: Context) -> List[Staged]:
         else:
             fields = nc.convert_ncnn_onnx(ctx.root / FP32_FILE, ctx.work, stem, prec)
         param, binf = f"{stem}.param", f"{stem}.bin"
-        out.append(Staged(param, "ncnn", prec, fields, extra_files=(binf,),
-                          runner=lambda p=ctx.work / param, b=ctx.work / binf: nc.ncnn_runner(p, b)))
+        out.append(
+            Staged(
+                param,
+                "ncnn",
+                prec,
+                fields,
+                extra_files=(binf,),
+                runner=lambda p=ctx.work / param, b=ctx.work / binf: nc.ncnn_runner(p, b),
+            )
+        )
     return out
 
 
 def _plan_vectors(ctx: Context, embed: Embed, against: str) -> List[Staged]:
     from docedge.runtime.test_vectors import ARCHIVE_NAME, INDEX_NAME, VECTOR_DIR
 
-    from .test_vectors import write_test_vector_archive
+    from ..test_vectors import write_test_vector_archive
 
     index = write_test_vector_archive(ctx.work / ARCHIVE_NAME, embed, against)
-    fields = {"index": f"{VECTOR_DIR}/{INDEX_NAME}", "vectors": len(index["vectors"]),
-              "contents": index["contents"],
-              "tolerance": index["tolerance"],
-              "drift": {v["name"]: {"antialiased_resize_cos": round(v["drift"]["antialiased_resize"]["cos"], 5),
-                                    "rgb_instead_of_bgr_cos": round(v["drift"]["rgb_instead_of_bgr"]["cos"], 5)}
-                        for v in index["vectors"]}}  # fmt: skip
-    return [Staged(ARCHIVE_NAME, "test-vectors", "fp32", fields,
-                   not_run_reason="reference data for integrators (written by the reference itself)")]
+    fields = {
+        "index": f"{VECTOR_DIR}/{INDEX_NAME}",
+        "vectors": len(index["vectors"]),
+        "contents": index["contents"],
+        "tolerance": index["tolerance"],
+        "drift": {
+            v["name"]: {
+                "antialiased_resize_cos": round(v["drift"]["antialiased_resize"]["cos"], 5),
+                "rgb_instead_of_bgr_cos": round(v["drift"]["rgb_instead_of_bgr"]["cos"], 5),
+            }
+            for v in index["vectors"]
+        },
+    }
+    return [
+        Staged(
+            ARCHIVE_NAME,
+            "test-vectors",
+            "fp32",
+            fields,
+            not_run_reason="reference data for integrators (written by the reference itself)",
+        )
+    ]
 
 
 # --- orchestration ------------------------------------------------------------------------------
