@@ -55,6 +55,13 @@ class Artifact:
     size: int
     record: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def variant(self) -> Optional[str]:
+        """``None`` for a main artifact; a name (``b1-unnormalized``, ``int8-dynamic``, ...) for
+        a variant of the same format and precision (recorded by ``docedge convert``)."""
+        v = self.record.get("variant")
+        return str(v) if v else None
+
     @classmethod
     def from_record(cls, rec: Dict[str, Any]) -> Artifact:
         try:
@@ -110,12 +117,15 @@ class Bundle:
 
     @property
     def precisions(self) -> List[str]:
-        return [a.precision for a in self.artifacts if a.format == "onnx"]
+        """Precisions of the main ONNX artifacts (variants such as fixed-shape copies excluded)."""
+        return [a.precision for a in self.artifacts if a.format == "onnx" and not a.variant]
 
-    def artifact(self, precision: str = "fp32", format: str = "onnx") -> Artifact:
-        """The artifact of that precision and format; :class:`BundleError` if absent."""
+    def artifact(self, precision: str = "fp32", format: str = "onnx", variant: Optional[str] = None
+                 ) -> Artifact:  # fmt: skip
+        """The artifact of that precision, format and variant (default: the main one, without
+        a variant); :class:`BundleError` if absent."""
         for a in self.artifacts:
-            if a.precision == precision and a.format == format:
+            if a.precision == precision and a.format == format and a.variant == variant:
                 return a
         have = ", ".join(f"{a.format}/{a.precision}" for a in self.artifacts) or "none"
         raise BundleError(

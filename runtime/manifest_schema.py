@@ -29,7 +29,7 @@ OUTPUT_NAME = "feats"
 SCORE_SPACE = "(cos+1)/2"
 #: Artifact formats this schema knows (mobile formats are recorded even where they cannot run).
 FORMATS = ("onnx", "ort", "tflite", "coreml", "ncnn", "openvino", "trt-calibration-cache",
-           "tensorrt-engine")
+           "tensorrt-engine", "ort-operator-config", "ort-usability-report", "test-vectors")
 MAX_ARTIFACT_BYTES = 1 << 40
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PREPROCESS_KEYS = ("height", "width", "color_order", "interpolation", "scale", "mean", "std",

@@ -1,0 +1,159 @@
+"""convert_bundle: staged artifacts, gates, one manifest commit, extras, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from docedge.export.bundle_writer import GateError
+from docedge.runtime.bundle import load_bundle, read_manifest
+from docedge.runtime.errors import BundleError
+
+
+@pytest.fixture(scope="module")
+def ort_bundle(seeded_bundle, seeded_reference, tmp_path_factory):
+    """The seeded bundle converted to ORT Mobile (+ fixed-shape ONNX and test vectors)."""
+    from docedge.export.formats.convert import convert_bundle
+
+    dst = tmp_path_factory.mktemp("ort") / "bundle"
+    shutil.copytree(seeded_bundle, dst)
+    report = convert_bundle(dst, ["ort"], reference=seeded_reference, benchmark=False)
+    return dst, report
+
+
+def test_ort_artifacts_are_recorded_gated_and_verified(ort_bundle):
+    root, _report = ort_bundle
+    b = load_bundle(root)  # every file (and every file of multi-file artifacts) hash-checked
+    by_file = {a.file: a.record for a in b.artifacts}
+    for name in (
+        "model_fp32.ort",
+        "model_fp32_b1_unnorm.ort",
+        "model_fp32_b1.onnx",
+        "model_fp32_b1_unnorm.onnx",
+        "model_fp32_b1_nhwc.onnx",
+    ):
+        rec = by_file[name]
+        v = rec["verification"]
+        assert v["passed"] is True and v["against"] == "pytorch-reference"
+        assert v["cos_min"] >= 0.9999 and v["decision_agreement"] == 1.0
+        assert v["verified_with"]["providers"] == ["CPUExecutionProvider"]
+        assert "onnxruntime" in rec["producers"] and rec["input"]["layout"] in ("NCHW", "NHWC")
+    assert by_file["model_fp32_b1_unnorm.ort"]["normalized_output"] is False
+    assert by_file["model_fp32_b1_unnorm.ort"]["optimization"]["style"] == "runtime"
+    assert by_file["model_fp32.ort"]["optimization"] == {"style": "fixed", "level": "extended",
+                                                         "target_platform": "arm"}  # fmt: skip
+    cfg = by_file["required_operators_and_types.config"]
+    assert "verification" not in cfg and set(cfg["for"]) >= {"model_fp32.ort", "model_fp32_b1_unnorm.ort"}
+    usab = by_file["mobile_usability.json"]
+    assert [f["file"] for f in usab["files"]] == ["mobile_usability.txt"]
+    assert "model_fp32_b1.onnx" in usab["summary"]
+    vec = by_file["test_vectors.zip"]
+    assert any(f["path"] == "test_vectors/index.json" for f in vec["contents"])
+    # decisions include probes without an exemplar (must stay "unknown")
+    assert by_file["model_fp32.ort"]["verification"]["decisions"]["probes_without_exemplar"] > 0
+    # the main ONNX artifacts are unchanged and still the default lookups
+    assert b.precisions == ["fp32"]
+    assert b.artifact("fp32", "onnx").file == "model_fp32.onnx"
+    assert b.artifact("fp32", "onnx", variant="b1-nhwc").file == "model_fp32_b1_nhwc.onnx"
+    assert not any(p.name.endswith(".staged") or p.is_dir() for p in root.iterdir())  # nothing left over
+
+
+@pytest.mark.parametrize("victim", ["mobile_usability.txt", "test_vectors.zip", "model_fp32_b1_unnorm.ort"])
+def test_tampered_part_of_a_multi_file_artifact_is_refused(ort_bundle, tmp_path, victim):
+    root = tmp_path / "b"
+    shutil.copytree(ort_bundle[0], root)
+    p = root / victim
+    p.write_bytes(p.read_bytes() + b" ")
+    with pytest.raises(BundleError, match=victim):
+        load_bundle(root)
+
+
+def test_failed_gate_commits_nothing(bundle_copy, seeded_reference, monkeypatch):
+    from docedge.export.formats import convert, gate
+
+    before = (bundle_copy / "manifest.json").read_bytes()
+    monkeypatch.setitem(gate.GATES, "fp32", {"cos_min": 1.1, "cos_mean": 1.1, "decision_agreement": 1.0})
+    with pytest.raises(GateError, match="failed the gate, nothing committed"):
+        convert.convert_bundle(bundle_copy, ["ort"], reference=seeded_reference, benchmark=False,
+                               options={"nhwc_onnx": False, "vectors": False})  # fmt: skip
+    assert (bundle_copy / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in bundle_copy.iterdir() if p.name != ".docedge-bundle.lock") == [
+        "manifest.json",
+        "model_fp32.onnx",
+    ]
+
+
+def test_missing_converter_is_skipped_naming_the_extra(bundle_copy, seeded_reference, monkeypatch):
+    from docedge.export.formats import _common, convert
+
+    real = _common.importlib.import_module
+
+    def fake(name, *a, **k):
+        if name.split(".")[0] in ("litert_torch", "coremltools", "pnnx"):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(_common.importlib, "import_module", fake)
+    report = convert.convert_bundle(bundle_copy, ["tflite", "coreml", "ncnn"], reference=seeded_reference,
+                                    benchmark=False, options={"vectors": False})  # fmt: skip
+    reasons = {s["format"]: s["reason"] for s in report.skipped}
+    assert "pip install 'docedge[litert]'" in reasons["tflite"]
+    assert "pip install 'docedge[coreml]'" in reasons["coreml"]
+    assert "pip install 'docedge[ncnn]'" in reasons["ncnn"]
+    assert report.records == []
+
+
+def test_parse_formats():
+    from docedge.export.formats.convert import parse_formats
+
+    assert parse_formats("ort, litert") == ["ort", "tflite"]
+    assert parse_formats("all") == ["ort", "tflite", "coreml", "ncnn"]
+    assert parse_formats("onnx,ncnn") == ["ncnn"]
+    with pytest.raises(ValueError, match="unknown format"):
+        parse_formats("ort,pb")
+
+
+def test_cli_convert_json(bundle_copy, capsys):
+    from docedge.tools.cli import main
+
+    rc = main(["convert", str(bundle_copy), "--formats", "ort", "--random-init", "--seed", "0",
+               "--no-benchmark", "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["ok"] is True
+    files = {a["file"] for a in out["artifacts"]}
+    assert {"model_fp32.ort", "required_operators_and_types.config", "test_vectors.zip"} <= files
+    assert read_manifest(bundle_copy)["artifacts"][0]["file"] == "model_fp32.onnx"
+
+
+def test_cli_convert_refuses_unknown_format(bundle_copy):
+    from docedge.tools.cli import main
+
+    with pytest.raises(SystemExit, match="unknown format"):
+        main(["convert", str(bundle_copy), "--formats", "pb"])
+
+
+def test_gate_marks_unrunnable_artifacts_not_run():
+    from docedge.export.formats import gate
+
+    v = gate.not_run("needs macOS")
+    assert v["passed"] is None and v["verified_with"] == {"status": "not run", "reason": "needs macOS"}
+
+
+def test_gate_normalizes_unnormalized_output_and_catches_wrong_models(seeded_reference):
+    from docedge.export.bundle_writer import torch_embed
+    from docedge.export.formats import gate
+
+    data = gate.gate_data(lambda x: torch_embed(seeded_reference.net, x), "pytorch-reference")
+    scaled = gate.gate(
+        data, lambda x: 3.0 * torch_embed(seeded_reference.net, x), "fp32", normalized_output=False
+    )
+    assert scaled["passed"] is True and scaled["output_norm_min"] > 2.9
+    # claimed normalized but is not: refused even though the direction is right
+    assert gate.gate(data, lambda x: 3.0 * torch_embed(seeded_reference.net, x), "fp32")["passed"] is False
+    rgb = gate.gate(
+        data, lambda x: torch_embed(seeded_reference.net, np.ascontiguousarray(x[:, ::-1])), "fp32"
+    )
+    assert rgb["passed"] is False and rgb["cos_min"] < 0.99
