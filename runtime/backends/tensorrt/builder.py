@@ -34,6 +34,7 @@ from ...bundle import PRECISIONS, Bundle, load_bundle
 from ...errors import BackendUnavailableError, BundleError
 from ...hashing import sha256_bytes
 from . import compat
+from .calibration_cache import CACHE_FORMAT, CalibrationCacheError, check_cache_content, parse_cache
 from .engine_cache import (
     EngineCacheMismatch,
     EngineKey,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:  # checked against tensorrt-stubs
 logger = logging.getLogger(__name__)
 
 #: Manifest format of the bundle's TensorRT INT8 calibration cache (precision "int8").
-CACHE_FORMAT = "trt-calibration-cache"
 
 
 class EngineBuildError(BackendUnavailableError):
@@ -175,6 +175,14 @@ def select_calibration_cache(bundle: Bundle) -> CalibrationCache:
     if line and not first.startswith(str(line)):
         raise BundleError(f"{path}: header {first!r} disagrees with the manifest's "
                           f"trt_version_line {line!r}")  # fmt: skip
+    try:
+        parsed = parse_cache(data.decode("ascii"), str(path))
+        qdq = bundle.artifact("int8", "onnx").record if "int8" in bundle.precisions else None
+        check_cache_content(parsed, art.record, qdq, str(path))
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: not an ASCII calibration cache") from None
+    except CalibrationCacheError as e:
+        raise BundleError(str(e)) from None
     data_sha = art.record.get("data_sha256")
     float_nodes = tuple(str(n) for n in art.record.get("float_nodes") or ())
     return CalibrationCache(art.file, data, sha, first.strip(), code, algorithm, fp32_sha,
