@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backend_flags import add_backend_flags, backend_options
-from ..output import positive_int
+from ..output import add_json_flag, positive_int, print_json
 
 
 def register(sub: Any) -> None:
@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("--fpr", type=float, default=1e-2)
     p.add_argument("--threshold", type=float)
     add_backend_flags(p, backend=False)
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -45,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
                     max_request_bytes=int(args.max_request_mb * (1 << 20)),
                     **backend_options(args))  # fmt: skip
     serve.start(http_options={"host": args.host, "port": args.port})
-    print(f"docedge serving {args.bundle} on http://{args.host}:{args.port} "
-          f"({args.replicas} replica(s)); Ctrl-C stops", flush=True)
+    url = f"http://{args.host}:{args.port}"
+    if args.json:
+        print_json({"ok": True, "serving": str(args.bundle), "url": url, "replicas": args.replicas})
+    else:
+        print(f"docedge serving {args.bundle} on {url} ({args.replicas} replica(s)); Ctrl-C stops",
+              flush=True)
     serve.run(app, blocking=True)
     return 0
