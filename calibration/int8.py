@@ -10,7 +10,7 @@ TensorRT 8.x requires (its parser refuses DequantizeLinear on INT8/INT32 initial
 
 Ranges come from :mod:`docedge.calibration.ranges` and reach ``quantize_static`` as
 ``TensorQuantOverrides``. Nodes kept float by default (measured on the demo model, see
-docs/int8.md): the final L2 normalization and every depthwise convolution. The TensorRT cache
+docs/precision.md): the final L2 normalization and every depthwise convolution. The TensorRT cache
 holds a scale for every float activation of the fp32 graph (TensorRT's implicit INT8 needs the
 ranges of a layer's inputs and outputs); for the tensors the QDQ model quantizes, the scales are
 bit-identical. The cache record lists ``float_nodes`` for builders that pin layer precisions.

@@ -1,7 +1,7 @@
 """INT8 calibration mechanics on the seeded model: every range method, QDQ structure (what
 TensorRT accepts), provenance in the manifest, the gate (cosine and labelled TPR), atomicity,
 the tiny-range fallback, and the CLI. Accuracy itself is gated on the trained demo model
-(tests/test_end_to_end.py, docs/int8.md): the seeded network is chaotic."""
+(tests/test_end_to_end.py, docs/precision.md): the seeded network is chaotic."""
 
 from __future__ import annotations
 
