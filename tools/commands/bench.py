@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
     p.add_argument("--threads", type=int, default=1,
                    help="intra-op threads per engine (default 1: per-core figures)")
+    p.add_argument("--spinning", choices=["off", "on", "both"], default="off",
+                   help="ONNX Runtime thread spinning (both: each engine twice, compared)")
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing per engine, batch and round")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch eager")
@@ -52,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     for prec in precisions:
         bundle.artifact(prec)
     engines = default_engines(str(bundle.path), precisions, args.threads, not args.no_torch)
+    if args.spinning != "off":
+        from dataclasses import replace
+
+        spin = [replace(e, name=e.name + "-spinning", spinning=True) for e in engines
+                if e.kind == "onnxruntime"]  # fmt: skip
+        engines = spin + [e for e in engines if e.kind != "onnxruntime"] if args.spinning == "on" \
+            else engines + spin  # fmt: skip
     res = run_benchmark(engines, _ints(args.batch_sizes), rounds=args.rounds, seconds=args.seconds)
     report: Dict[str, Any] = {"bundle": str(bundle.path), **res.to_json()}
     sizes = _ints(args.gallery_sizes) if args.gallery_sizes else []
