@@ -1,0 +1,87 @@
+"""Build the demo model's data (not committed; this script regenerates it):
+
+- ``real_train/``: pages of the TRAIN packages' PDFs (poppler, long side 320 px);
+- ``real_eval/``: pages of the EVAL packages' PDFs (long side 640 px), for
+  ``samples/evaluate_real_documents.py`` (never used for training);
+- ``synth_pages/``: a pool of text pages set in real fonts (``docedge.synth.layouts``), page
+  ids from ``FIRST_TRAIN_PAGE_ID`` (ids below are kept for evaluation).
+
+Needs ``poppler-utils``, the font packages of ``docedge.synth.fonts.FONT_PACKAGES`` and the doc
+packages of ``docedge.synth.real_pages.TRAIN_PACKAGES`` / ``EVAL_PACKAGES`` (``--install``
+installs them with apt-get; ``texlive-latex-base-doc`` is reserved and never installed).
+
+    python samples/build_demo_data.py --out /work/demo_data [--install]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import cv2
+
+from docedge.synth.fonts import FONT_PACKAGES
+from docedge.synth.layouts import FIRST_TRAIN_PAGE_ID, LAYOUT_VERSION, render_page
+from docedge.synth.real_pages import (
+    EVAL_PACKAGES,
+    TRAIN_PACKAGES,
+    build_page_set,
+    check_disjoint,
+)
+
+log = logging.getLogger("build_demo_data")
+
+
+def install() -> None:
+    pkgs = ["poppler-utils", *FONT_PACKAGES, *TRAIN_PACKAGES, *EVAL_PACKAGES]
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs],
+                   check=True)  # fmt: skip
+
+
+def synth_pool(out: Path, count: int, long_side: int, seed: int = 0) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    for k in range(count):
+        pid = FIRST_TRAIN_PAGE_ID + k
+        path = out / f"page{pid:07d}_synthetic.png"
+        if not path.exists():
+            cv2.imwrite(str(path), render_page(pid, seed, long_side))
+        if (k + 1) % 500 == 0:
+            log.info("synthetic pages: %d/%d (%.0f s)", k + 1, count, time.time() - t)
+    meta = {"synthetic": True, "generator": LAYOUT_VERSION, "first_page_id": FIRST_TRAIN_PAGE_ID,
+            "count": count, "seed": seed, "long_side": long_side}  # fmt: skip
+    (out / "synth_manifest.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("/work/demo_data"))
+    p.add_argument("--install", action="store_true", help="apt-get install the packages first")
+    p.add_argument("--synthetic-pages", type=int, default=6000)
+    p.add_argument("--train-pages-per-pdf", type=int, default=8)
+    p.add_argument("--eval-pages-per-pdf", type=int, default=3)
+    p.add_argument("--only", choices=["real_train", "real_eval", "synth_pages"], nargs="*")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    check_disjoint(TRAIN_PACKAGES, EVAL_PACKAGES)
+    if a.install:
+        install()
+    only = set(a.only or ["real_train", "real_eval", "synth_pages"])
+    if "real_train" in only:
+        build_page_set(TRAIN_PACKAGES, a.out / "real_train", a.train_pages_per_pdf, 320)
+    if "synth_pages" in only:
+        synth_pool(a.out / "synth_pages", a.synthetic_pages, 320)
+    if "real_eval" in only:
+        build_page_set(EVAL_PACKAGES, a.out / "real_eval", a.eval_pages_per_pdf, 640, seed=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
