@@ -1,7 +1,7 @@
 """Build the demo model's data (not committed; this script regenerates it):
 
 - ``real_train/``: pages of the TRAIN packages' PDFs (poppler, long side 320 px);
-- ``real_eval/``: pages of the EVAL packages' PDFs (long side 640 px), for
+- ``real_eval/``: pages of the EVAL and CALIB packages' PDFs (long side 640 px), for
   ``samples/evaluate_real_documents.py`` (never used for training);
 - ``synth_pages/``: a pool of text pages set in real fonts (``docedge.synth.layouts``), page
   ids from ``FIRST_TRAIN_PAGE_ID`` (ids below are kept for evaluation).
@@ -29,6 +29,7 @@ import cv2
 from docedge.synth.fonts import FONT_PACKAGES
 from docedge.synth.layouts import FIRST_TRAIN_PAGE_ID, LAYOUT_VERSION, render_page
 from docedge.synth.real_pages import (
+    CALIB_PACKAGES,
     EVAL_PACKAGES,
     TRAIN_PACKAGES,
     build_page_set,
@@ -39,7 +40,7 @@ log = logging.getLogger("build_demo_data")
 
 
 def install() -> None:
-    pkgs = ["poppler-utils", *FONT_PACKAGES, *TRAIN_PACKAGES, *EVAL_PACKAGES]
+    pkgs = ["poppler-utils", *FONT_PACKAGES, *TRAIN_PACKAGES, *EVAL_PACKAGES, *CALIB_PACKAGES]
     subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs],
                    check=True)  # fmt: skip
 
@@ -71,6 +72,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     check_disjoint(TRAIN_PACKAGES, EVAL_PACKAGES)
+    check_disjoint(TRAIN_PACKAGES, CALIB_PACKAGES)
+    check_disjoint(EVAL_PACKAGES, CALIB_PACKAGES)
     if a.install:
         install()
     only = set(a.only or ["real_train", "real_eval", "synth_pages"])
@@ -79,7 +82,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "synth_pages" in only:
         synth_pool(a.out / "synth_pages", a.synthetic_pages, 320)
     if "real_eval" in only:
-        build_page_set(EVAL_PACKAGES, a.out / "real_eval", a.eval_pages_per_pdf, 640, seed=1)
+        build_page_set((*EVAL_PACKAGES, *CALIB_PACKAGES), a.out / "real_eval",
+                       a.eval_pages_per_pdf, 640, seed=1)  # fmt: skip
     return 0
 
 
