@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from docedge.calibration.roc import auroc, format_table, tpr_at_fpr_table
-from docedge.synth.captures import capture
-from docedge.synth.documents import GENERATOR_VERSION, DocumentType, render
 from docedge.export.model import ARCHITECTURE, build_model, count_parameters
 from docedge.runtime.hashing import sha256_file
 from docedge.runtime.preprocess import preprocess_bgr
 from docedge.runtime.search import scores
+from docedge.synth.captures import capture
+from docedge.synth.documents import GENERATOR_VERSION, DocumentType, render
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "export" / "weights"
 NAME = "docedge-demo-lcnet050-synth"

@@ -55,10 +55,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from docedge.export.model import ARCHITECTURE, INPUT_SIZE, build_model
 from docedge.synth.documents import FIRST_TRAIN_TYPE_ID, GENERATOR_VERSION
 from docedge.synth.layouts import LAYOUT_VERSION
 from docedge.synth.mix import LAST_TRAIN_TYPE_ID, MixSpec, TrainingMix
-from docedge.export.model import ARCHITECTURE, INPUT_SIZE, build_model
 
 log = logging.getLogger("train_demo")
 

@@ -78,8 +78,8 @@ class Page:
         self.bold = bold[int(rng.integers(len(bold)))] if rng.random() < 0.8 else self.body
         self.mono = mono[int(rng.integers(len(mono)))]
         base = height / float(rng.uniform(55, 95))  # body text: 55-95 lines per page height
-        self.size = max(4, int(round(base * 0.8)))
-        self.lead = max(self.size + 1, int(round(self.size * float(rng.uniform(1.15, 1.5)))))
+        self.size = max(4, round(base * 0.8))
+        self.lead = max(self.size + 1, round(self.size * float(rng.uniform(1.15, 1.5))))
         ink = int(rng.integers(0, 60))
         self.ink: Color = (ink, ink, ink)
         self.accent: Color = tuple(int(c) for c in rng.integers(0, 180, 3))  # type: ignore
@@ -106,7 +106,7 @@ class Page:
                   indent: int = 0) -> int:  # fmt: skip
         """Fill-flow ``n_words`` pseudo-words in columns ``x0..x1`` from ``y``; returns next y."""
         size = size or self.size
-        lead = int(round(self.lead * size / self.size))
+        lead = round(self.lead * size / self.size)
         f = self.font(size, kind)
         space = f.getlength(" ")
         ws = words(self.rng, n_words)
@@ -210,7 +210,7 @@ def _table(p: Page, x0: int, x1: int, y: int, rows: int, cols: int, style: int) 
     rng = p.rng
     rh = int(p.lead * float(rng.uniform(1.0, 1.6)))
     widths = rng.uniform(0.5, 2.0, cols)
-    xs = [x0] + list(x0 + np.cumsum(widths / widths.sum() * (x1 - x0)).astype(int))
+    xs = [x0, *list(x0 + np.cumsum(widths / widths.sum() * (x1 - x0)).astype(int))]
     size = max(4, int(p.size * 0.9))
     header_fill = tuple(int(c) for c in rng.integers(150, 240, 3))
     for r in range(rows):
@@ -401,7 +401,7 @@ def _letter(p: Page, invoice: bool) -> None:
         s = " ".join(words(rng, int(rng.integers(2, 5)))).title()
         p.text((p.right - int(p.width_of(s)) - 2, p.y + k * p.lead), s, max(4, int(p.size * 0.85)))
     p.y += 5 * p.lead
-    for k in range(int(rng.integers(3, 5))):  # recipient
+    for _ in range(int(rng.integers(3, 5))):  # recipient
         p.text((p.left, p.y), " ".join(words(rng, int(rng.integers(2, 4)))).title())
         p.y += p.lead
     p.y += p.lead
@@ -483,9 +483,9 @@ def render_page(page_id: int, seed: int = 0, long_side: int = 320,
     else:
         aspect = float(rng.choice([1 / math.sqrt(2), 8.5 / 11, 0.75, 0.66])) * float(rng.uniform(0.97, 1.03))
     if aspect >= 1:
-        W, H = long_side, int(round(long_side / aspect))
+        W, H = long_side, round(long_side / aspect)
     else:
-        H, W = long_side, int(round(long_side * aspect))
+        H, W = long_side, round(long_side * aspect)
     # render at 2x and downscale: fonts hint badly at 4-6 px, printed text is sharp
     scale = 2
     tone = int(rng.integers(225, 256))
