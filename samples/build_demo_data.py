@@ -1,10 +1,10 @@
 """Build the demo model's data (not committed; this script regenerates it):
 
-- ``real_train/``: pages of the TRAIN packages' PDFs (poppler, long side 320 px);
+- ``real_train/``: pages of the TRAIN packages' PDFs (poppler, long side 800 px);
 - ``real_eval/``: pages of the EVAL and CALIB packages' PDFs (long side 640 px), for
   ``samples/evaluate_real_documents.py`` (never used for training);
 - ``synth_pages/``: a pool of text pages set in real fonts (``docedge.synth.layouts``), page
-  ids from ``FIRST_TRAIN_PAGE_ID`` (ids below are kept for evaluation).
+  ids from ``FIRST_TRAIN_PAGE_ID`` (ids below are kept for evaluation), long side 640 px.
 
 Needs ``poppler-utils``, the font packages of ``docedge.synth.fonts.FONT_PACKAGES`` and the doc
 packages of ``docedge.synth.real_pages.TRAIN_PACKAGES`` / ``EVAL_PACKAGES`` (``--install``
@@ -68,6 +68,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--synthetic-pages", type=int, default=6000)
     p.add_argument("--train-pages-per-pdf", type=int, default=8)
     p.add_argument("--eval-pages-per-pdf", type=int, default=3)
+    p.add_argument("--train-long-side", type=int, default=800,
+                   help="long side of training pages (large: the runtime's bilinear resize of "
+                        "large images aliases, and training must see that)")
+    p.add_argument("--synthetic-long-side", type=int, default=640)
     p.add_argument("--only", choices=["real_train", "real_eval", "synth_pages"], nargs="*")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -78,9 +82,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         install()
     only = set(a.only or ["real_train", "real_eval", "synth_pages"])
     if "real_train" in only:
-        build_page_set(TRAIN_PACKAGES, a.out / "real_train", a.train_pages_per_pdf, 320)
+        build_page_set(TRAIN_PACKAGES, a.out / "real_train", a.train_pages_per_pdf,
+                       a.train_long_side)  # fmt: skip
     if "synth_pages" in only:
-        synth_pool(a.out / "synth_pages", a.synthetic_pages, 320)
+        synth_pool(a.out / "synth_pages", a.synthetic_pages, a.synthetic_long_side)
     if "real_eval" in only:
         build_page_set((*EVAL_PACKAGES, *CALIB_PACKAGES), a.out / "real_eval",
                        a.eval_pages_per_pdf, 640, seed=1)  # fmt: skip

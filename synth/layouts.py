@@ -467,9 +467,12 @@ def _slide(p: Page) -> None:
 
 
 def render_page(page_id: int, seed: int = 0, long_side: int = 320,
-                kind: Optional[str] = None) -> np.ndarray:  # fmt: skip
+                kind: Optional[str] = None, supersample: Optional[int] = None
+                ) -> np.ndarray:  # fmt: skip
     """Render text page ``page_id`` (BGR uint8, long side ``long_side``). Pure function of the
-    arguments (given the same font files). ``kind`` forces a layout (one of :data:`KINDS`)."""
+    arguments (given the same font files). ``kind`` forces a layout (one of :data:`KINDS`).
+    ``supersample``: draw at this many times the size, then downscale (default 2 below a long
+    side of 480 px, where 4-6 px fonts hint badly, else 1)."""
     if page_id < 0 or seed < 0:
         raise ValueError(f"page ids and seeds are >= 0, got {page_id}, {seed}")
     if long_side < 64:
@@ -487,7 +490,7 @@ def render_page(page_id: int, seed: int = 0, long_side: int = 320,
     else:
         H, W = long_side, round(long_side * aspect)
     # render at 2x and downscale: fonts hint badly at 4-6 px, printed text is sharp
-    scale = 2
+    scale = supersample or (2 if long_side < 480 else 1)
     tone = int(rng.integers(225, 256))
     tint = rng.integers(-8, 4, 3)
     paper: Color = tuple(int(np.clip(tone + t, 0, 255)) for t in tint)  # type: ignore

@@ -203,3 +203,16 @@ def test_training_mix_is_a_pure_function_of_seed_and_step(tmp_path):
     assert d["real_n"] == 8 and d["pages_n"] == 6 and d["real"] == 4
     with pytest.raises(ValueError, match="real pages"):
         TrainingMix(spec, tmp_path / "pages", tmp_path / "none")
+
+
+def test_resample_brings_the_long_side_into_range_and_never_enlarges():
+    from docedge.synth.mix import resample
+
+    img = np.random.default_rng(0).integers(0, 255, (800, 600, 3)).astype(np.uint8)
+    for seed in range(20):
+        out = resample(img, np.random.default_rng(seed), 128, 480)
+        assert 127 <= max(out.shape[:2]) <= 481 and out.dtype == np.uint8
+    small = img[:100, :80]
+    assert resample(small, np.random.default_rng(0), 128, 480).shape == small.shape
+    a = resample(img, np.random.default_rng(5))
+    assert a.tobytes() == resample(img, np.random.default_rng(5)).tobytes()
