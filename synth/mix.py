@@ -19,7 +19,7 @@ interpolation (no antialiasing), so a large image is point-sampled and its thin 
 alias; a model trained only on small renders fails on large ones (measured: real-page top-1
 0.62 on 640 px captures vs 0.92 on the same captures antialiased to 128 px). Pools are stored
 large (real pages 800 px, synthetic pages 640 px) and each view is first brought to a random
-long side (:func:`resample`: log-uniform in [128, 480] px, bilinear (aliasing) or area), a
+long side (:func:`resample`: log-uniform in [160, 480] px, bilinear (aliasing) or area), a
 clean view is also kept at full size with probability ``p_full``.
 """
 
@@ -76,7 +76,7 @@ class MixSpec:
     strength: Tuple[float, float] = (0.3, 1.0)
     p_photo: float = 0.6
     p_clean_a: float = 0.3
-    resample_range: Tuple[int, int] = (128, 480)
+    resample_range: Tuple[int, int] = (160, 480)
     p_alias: float = 0.6
     p_full: float = 0.3
 
