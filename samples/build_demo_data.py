@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import cv2
 
@@ -60,6 +60,42 @@ def synth_pool(out: Path, count: int, long_side: int, seed: int = 0) -> None:
     (out / "synth_manifest.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+LICENCE_NOTES = {
+    "python-reportlab-doc": "BSD-style ReportLab licence (LGPL/MPL parts)",
+    "gri-pdf-doc": "GPL-2 / GPL-3",
+}
+TEXLIVE = "TeX Live terms: DFSG-free parts (LPPL, GPL, public domain, ...)"
+
+
+def sources(out: Path) -> Dict[str, Any]:
+    """``{package: {role, pdfs, pages, licences}}`` from the page sets' manifests."""
+    roles = {**{p: "train" for p in TRAIN_PACKAGES}, **{p: "eval" for p in EVAL_PACKAGES},
+             **{p: "threshold-calib" for p in CALIB_PACKAGES}}  # fmt: skip
+    result: Dict[str, Any] = {}
+    for sub in ("real_train", "real_eval"):
+        path = out / sub / "pages_manifest.json"
+        if not path.is_file():
+            continue
+        man = json.loads(path.read_text())
+        for pkg, src in man["sources"].items():
+            lic = src["licences"]
+            if pkg.startswith("texlive-"):
+                text = TEXLIVE
+            else:
+                text = LICENCE_NOTES.get(pkg) or ", ".join(lic)
+            result[pkg] = {"role": roles.get(pkg, "?"), "pdfs": src["pdfs"],
+                           "pages": src["pages"], "licence": text,
+                           "long_side": man["long_side"]}  # fmt: skip
+    return result
+
+
+def sources_markdown(src: Dict[str, Any]) -> str:
+    order = {"train": 0, "threshold-calib": 1, "eval": 2}
+    rows = sorted(src.items(), key=lambda kv: (order.get(kv[1]["role"], 3), kv[0]))
+    return "\n".join(f"| {v['role']} | `{k}` | {v['pdfs']} | {v['pages']} | {v['licence']} |"
+                     for k, v in rows)  # fmt: skip
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,11 +109,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "large images aliases, and training must see that)")
     p.add_argument("--synthetic-long-side", type=int, default=640)
     p.add_argument("--only", choices=["real_train", "real_eval", "synth_pages"], nargs="*")
+    p.add_argument("--sources", type=Path,
+                   help="only write the list of sources (json) from the built sets and print "
+                        "it as a markdown table")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     check_disjoint(TRAIN_PACKAGES, EVAL_PACKAGES)
     check_disjoint(TRAIN_PACKAGES, CALIB_PACKAGES)
     check_disjoint(EVAL_PACKAGES, CALIB_PACKAGES)
+    if a.sources:
+        src = sources(a.out)
+        a.sources.write_text(json.dumps(src, indent=2) + "\n")
+        print(sources_markdown(src))
+        return 0
     if a.install:
         install()
     only = set(a.only or ["real_train", "real_eval", "synth_pages"])
