@@ -26,6 +26,7 @@ def desk(rng: np.random.Generator, h: int, w: int, kind: str = "") -> np.ndarray
     """A desk-like BGR texture ``(h, w, 3)``."""
     kind = kind or BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     base = rng.integers(30, 230, 3).astype(np.float32)
+    tex: np.ndarray
     if kind == "wood":
         base = np.array([rng.uniform(30, 90), rng.uniform(60, 130), rng.uniform(100, 190)],
                         np.float32)  # fmt: skip
@@ -71,7 +72,7 @@ def _hand(img: np.ndarray, rng: np.random.Generator, quad: np.ndarray) -> None:
     inward /= np.linalg.norm(inward) + 1e-6
     skin = np.array(_SKIN[int(rng.integers(len(_SKIN)))], np.float32) + rng.normal(0, 8, 3)
     size = float(np.linalg.norm(b - a)) * float(rng.uniform(0.06, 0.14))
-    mask = np.zeros((H, W), np.float32)
+    mask: np.ndarray = np.zeros((H, W), np.float32)
     ang = float(np.degrees(np.arctan2(inward[1], inward[0])))
     n_fingers = 1 if rng.random() < 0.6 else int(rng.integers(2, 5))
     side = np.array([-inward[1], inward[0]])

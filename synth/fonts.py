@@ -16,7 +16,7 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from docedge.runtime.errors import DocedgeError
 
@@ -57,7 +57,7 @@ def find_fonts(dirs: Optional[Iterable[Path]] = None, require: bool = True) -> L
     """Usable Latin text fonts under ``dirs`` (default :func:`font_dirs`), sorted by file name
     (then path), so the list order, and so a seeded choice, is the same on every machine with the
     same font packages. ``require`` raises :class:`FontsNotFoundError` when none is found."""
-    found = {}
+    found: Dict[str, Path] = {}
     for d in dirs if dirs is not None else font_dirs():
         d = Path(d)
         if not d.is_dir():

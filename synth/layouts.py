@@ -152,15 +152,16 @@ class Page:
 def _photo(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """A photo-like RGB patch: smooth colour field, a horizon, blobs (no real content)."""
     small = rng.integers(0, 256, (3, 4, 3)).astype(np.uint8)
-    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    img: np.ndarray = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     for _ in range(int(rng.integers(2, 6))):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         ax = (int(rng.integers(2, max(3, w // 3))), int(rng.integers(2, max(3, h // 3))))
         cv2.ellipse(img, c, ax, float(rng.uniform(0, 180)), 0, 360,
                     tuple(float(v) for v in rng.integers(0, 256, 3)), -1)  # fmt: skip
-    img = cv2.GaussianBlur(img, (0, 0), max(0.8, w / 40))
+    img = np.asarray(cv2.GaussianBlur(img, (0, 0), max(0.8, w / 40)), np.float32)
     img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
+    return out
 
 
 def _chart(p: Page, box: Tuple[int, int, int, int]) -> None:
@@ -295,7 +296,7 @@ def _header(p: Page) -> None:
 
 def _logo(p: Page, x: int, y: int, s: int) -> None:
     rng = p.rng
-    col = tuple(int(c) for c in rng.integers(0, 200, 3))
+    col: Color = tuple(int(c) for c in rng.integers(0, 200, 3))  # type: ignore[assignment]
     k = int(rng.integers(3))
     if k == 0:
         p.draw.ellipse([x, y, x + s, y + s], fill=col)

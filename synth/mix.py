@@ -195,4 +195,5 @@ class TrainingMix:
         d["strength"] = list(self.spec.strength)
         d["resample_range"] = list(self.spec.resample_range)
         d.update(self.digest)
-        return json.loads(json.dumps(d))
+        out: Dict[str, object] = json.loads(json.dumps(d))
+        return out

@@ -94,20 +94,22 @@ class _Unzipped:
     """A readable PDF path (``.pdf.gz`` is decompressed to a temporary file)."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.tmp = Path(path), None
+        self.path = Path(path)
+        self.tmp: Optional[Path] = None
 
     def __enter__(self) -> Path:
         if self.path.suffix == ".gz":
-            self.tmp = tempfile.NamedTemporaryFile(suffix=".pdf", delete=False)
-            with gzip.open(self.path, "rb") as f:
-                shutil.copyfileobj(f, self.tmp)
-            self.tmp.close()
-            return Path(self.tmp.name)
+            with tempfile.NamedTemporaryFile(suffix=".pdf", delete=False) as tmp, gzip.open(
+                self.path, "rb"
+            ) as f:
+                shutil.copyfileobj(f, tmp)
+            self.tmp = Path(tmp.name)
+            return self.tmp
         return self.path
 
     def __exit__(self, *exc: Any) -> None:
         if self.tmp is not None:
-            Path(self.tmp.name).unlink(missing_ok=True)
+            self.tmp.unlink(missing_ok=True)
 
 
 def page_count(pdf: Union[str, Path]) -> int:
