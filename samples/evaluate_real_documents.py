@@ -6,6 +6,8 @@ Sets (see ``docedge.synth.real_eval.PROTOCOL``):
 
 - ``real``: pages of the EVAL packages (``docedge.synth.real_pages.EVAL_PACKAGES``): 150
   registered as clean renders, 50 unknown pages never registered, 2 captures of each page;
+- ``real_flat``: the same pages, queried with the flat capture simulator alone at strength 1.0
+  (what ``docedge synth captures`` writes by default);
 - ``real_calib``: the same protocol on the CALIB package (``CALIB_PACKAGES``, disjoint from
   training and from ``real``): the shipped threshold tables are measured here, per precision;
 - ``synthetic``: held-out synthetic document types 0..199 (1 clean render registered, 5
@@ -197,6 +199,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      a.unknown, a.captures, seed=1),
         "real": build_eval_set(a.data / "real_eval", EVAL_PACKAGES, a.register, a.unknown,
                                a.captures, seed=0),
+        "real_flat": build_eval_set(a.data / "real_eval", EVAL_PACKAGES, a.register, a.unknown,
+                                    a.captures, seed=0, kind="flat"),
     }  # fmt: skip
     if not a.no_synthetic:
         sets["synthetic"] = synthetic_set()

@@ -26,6 +26,7 @@ import numpy as np
 from docedge.calibration.roc import auroc, tpr_at_fpr_table
 
 from .backgrounds import capture_mix
+from .captures import simulate_capture
 from .real_pages import check_package, load_manifest
 
 PROTOCOL = {
@@ -53,8 +54,18 @@ class EvalSet:
     info: Dict[str, Any] = field(default_factory=dict)
 
 
-def make_queries(img: np.ndarray, key: str, captures: int, seed: int) -> List[np.ndarray]:
+#: Query kinds: ``mix`` (photographed or flat, strength U(0.3, 1.0)); ``flat`` (the capture
+#: simulator alone at strength 1.0, what ``docedge synth captures`` writes by default).
+QUERY_KINDS = ("mix", "flat")
+
+
+def make_queries(img: np.ndarray, key: str, captures: int, seed: int,
+                 kind: str = "mix") -> List[np.ndarray]:  # fmt: skip
+    if kind not in QUERY_KINDS:
+        raise ValueError(f"unknown query kind {kind!r}; known: {QUERY_KINDS}")
     rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8")), 23])
+    if kind == "flat":
+        return [simulate_capture(img, rng, 1.0).image for _ in range(captures)]
     return [capture_mix(img, rng, (0.3, 1.0), 0.6) for _ in range(captures)]
 
 
@@ -65,6 +76,7 @@ def build_eval_set(
     n_unknown: int = 50,
     captures: int = 2,
     seed: int = 0,
+    kind: str = "mix",
 ) -> EvalSet:
     """The evaluation set of the pages of ``packages`` in page set ``root`` (see module doc)."""
     for p in packages:
@@ -81,7 +93,7 @@ def build_eval_set(
         img = cv2.imread(str(Path(root) / pg["file"]), cv2.IMREAD_COLOR)
         if img is None:
             raise OSError(f"{pg['file']}: cannot read")
-        caps = make_queries(img, pg["file"], captures, seed)
+        caps = make_queries(img, pg["file"], captures, seed, kind)
         if k < n_register:
             reg.append(img)
             reg_ids.append(pg["file"])
@@ -94,7 +106,8 @@ def build_eval_set(
     info = {"packages": list(packages), "registered_pages": n_register,
             "registered_pdfs": len(pdfs), "unknown_pages": n_unknown,
             "unknown_from_registered_pdfs": sum(pg["pdf"] in pdfs for pg in chosen[n_register:]),
-            "captures_per_page": captures, "seed": seed, "queries": len(queries),
+            "captures_per_page": captures, "query_kind": kind, "seed": seed,
+            "queries": len(queries),
             "unknown_queries": len(unk)}  # fmt: skip
     return EvalSet(reg, reg_ids, queries, qlab, unk, unk_ids, info)
 

@@ -74,3 +74,13 @@ def test_thumbnails_are_unit_centred_and_ignore_size():
     assert np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
     assert abs(float(t[0].sum())) < 1e-3
     assert float(t[0] @ t[1]) > 0.99
+
+
+def test_flat_queries_are_another_kind_of_capture(tmp_path):
+    _page_set(tmp_path)
+    a = build_eval_set(tmp_path, ["pkg-a"], 4, 2, captures=1, seed=0, kind="flat")
+    b = build_eval_set(tmp_path, ["pkg-a"], 4, 2, captures=1, seed=0, kind="mix")
+    assert a.register_ids == b.register_ids and a.info["query_kind"] == "flat"
+    assert any(x.tobytes() != y.tobytes() for x, y in zip(a.queries, b.queries))
+    with pytest.raises(ValueError, match="kind"):
+        build_eval_set(tmp_path, ["pkg-a"], 4, 2, kind="scan")
