@@ -37,11 +37,10 @@ def _pool(root: Path, n: int) -> None:
 def test_train_on_the_mix_writes_weights_and_refuses_changed_pools(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("safetensors")
+    import torch
     from safetensors.torch import load_file
 
     from docedge.export.model import build_model
-
-    import torch
 
     threads = torch.get_num_threads()
     mod = _script()
