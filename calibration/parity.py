@@ -648,6 +648,10 @@ def run_parity(
         agree = agreement(ref_all[:n], emb[:n])
         task = task_metrics(emb)
         thr, thr_src = _threshold(bundle, prec, fpr, threshold, task)
+        if "no usable" in thr_src:
+            result.notes.append(f"{name}: borrows the fp32 threshold ({thr_src}); a device "
+                                f"running {prec} needs its own table: docedge calibrate "
+                                f"thresholds BUNDLE --images DIR --precision {prec}")  # fmt: skip
         stale = _stale_table(bundle, prec)
         if stale and threshold is None:
             result.notes.append(f"{name}: {stale}")
@@ -658,6 +662,7 @@ def run_parity(
             "artifact": {"file": bundle.artifact(prec, "onnx").file,
                          "sha256": bundle.artifact(prec, "onnx").sha256},
             "embedding": agree.to_dict(),
+            "worst_images": _worst(cosine_rows(ref_all[:n], emb[:n]), names),
             "neighbour_agreement": float(np.mean(nn == ref_nn)),
             "decision_agreement": decision_agreement(dec, ref_dec),
             "threshold": thr, "threshold_source": thr_src,
@@ -690,6 +695,12 @@ def run_parity(
             if c["passed"] is None:
                 result.notes.append(f"{a['name']}: {c['check']} not evaluated ({c['note']})")
     return result
+
+
+def _worst(cos: np.ndarray, names: Sequence[str], k: int = 5) -> List[Dict[str, Any]]:
+    """The ``k`` images whose embedding is farthest from the reference's (lowest cosine)."""
+    order = np.argsort(cos, kind="stable")[:k]
+    return [{"image": names[i], "cosine": float(cos[i])} for i in order]
 
 
 def _same_interface(a: Bundle, b: Bundle) -> None:

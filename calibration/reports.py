@@ -121,6 +121,11 @@ def markdown(r: ParityResult, polygraphy: Optional[Dict[str, str]] = None) -> st
             lines.append(f"| {name} | {cell(m, d, 'ndcg')} | {cell(m, d, 'map_at_r')} | "
                          f"{cell(m, d, 'recall_at_1')} | {cell(m, d, 'recall_at_5')} | "
                          f"{m['queries']} |")  # fmt: skip
+    worst = [(a["name"], w) for a in r.artifacts for w in a.get("worst_images", [])]
+    if worst:
+        lines += ["", "## Worst images (lowest cosine to the reference)", "",
+                  "| artifact | image | cosine |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {name} | {w['image']} | {w['cosine']:.6f} |" for name, w in worst]
     disagree = [(a["name"], x) for a in r.artifacts
                 for x in a.get("disagreements", {}).get("examples", [])]  # fmt: skip
     if disagree:

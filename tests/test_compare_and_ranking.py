@@ -85,3 +85,19 @@ def test_compare_cli_exit_codes(demo_release, labelled, tmp_path, capsys):
     assert out["passed"] and out["reference"].startswith("bundle ")
     assert main(["compare", str(demo_release), str(tmp_path / "nope"), "--images",
                  str(labelled)]) == 2  # fmt: skip
+
+
+def test_the_report_identifies_what_was_tested(demo_release, labelled):
+    """Artifacts with hashes, data hash, versions and command, worst images per artifact, and
+    an int8 artifact borrowing fp32's threshold said so (c7066f8 said none of it)."""
+    from docedge.calibration.reports import markdown
+
+    res = run_parity(demo_release, labelled, tensorrt=False, progress=False)
+    js = res.to_json()
+    assert js["images_sha256"] and js["environment"]["onnxruntime"] and js["environment"]["command"]
+    for a in res.artifacts:
+        assert len(a["artifact"]["sha256"]) == 64 and len(a["worst_images"]) == 5
+        assert a["worst_images"][0]["cosine"] <= a["worst_images"][-1]["cosine"]
+    assert any("int8" in n and "borrows the fp32 threshold" in n for n in res.notes)
+    md = markdown(res)
+    assert "Worst images" in md and "Ranking quality" in md
