@@ -172,6 +172,8 @@ def _engine_fn(spec: Dict[str, Any]) -> Any:
         return run_torch
     from docedge.runtime.embedder import Embedder
 
+    if spec["kind"] == "tensorrt":
+        return Embedder(spec["bundle"], precision=spec["precision"], backend="tensorrt").run_tensor
     emb = Embedder(spec["bundle"], precision=spec["precision"], batch_size=256,
                    intra_op_threads=int(spec["threads"]), allow_spinning=bool(spec["spinning"]))
     return emb.backend.run
@@ -205,9 +207,12 @@ def _worker_main() -> None:
 
 
 def default_engines(bundle: str, precisions: Sequence[str], threads: int = 1,
-                    pytorch: bool = True) -> List[EngineSpec]:  # fmt: skip
-    """ONNX Runtime per precision (spinning off), and PyTorch eager when available."""
+                    pytorch: bool = True, tensorrt: bool = False) -> List[EngineSpec]:  # fmt: skip
+    """ONNX Runtime per precision (spinning off), TensorRT engines on request, and PyTorch
+    eager when available."""
     out = [EngineSpec(f"onnxruntime-{p}", "onnxruntime", bundle, p, threads) for p in precisions]
+    if tensorrt:
+        out += [EngineSpec(f"tensorrt-{p}", "tensorrt", bundle, p, 0) for p in precisions]
     if pytorch:
         out.append(EngineSpec("pytorch-eager", "pytorch", bundle, "fp32", threads))
     return out

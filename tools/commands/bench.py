@@ -33,6 +33,8 @@ def register(sub: Any) -> None:
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing per engine, batch and round")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch eager")
+    p.add_argument("--tensorrt", action="store_true",
+                   help="also time the cached TensorRT engine of each precision (GPU)")
     p.add_argument("--gallery-sizes", default="10000,100000",
                    help="gallery search sizes, comma-separated (default 10000,100000; a 1000000 "
                    "gallery needs about 2 GB of memory); '' to skip")  # fmt: skip
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     precisions = bundle.precisions if args.precision == "all" else args.precision.split(",")
     for prec in precisions:
         bundle.artifact(prec)
-    engines = default_engines(str(bundle.path), precisions, args.threads, not args.no_torch)
+    engines = default_engines(str(bundle.path), precisions, args.threads, not args.no_torch,
+                              args.tensorrt)  # fmt: skip
     if args.spinning != "off":
         from dataclasses import replace
 
