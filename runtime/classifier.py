@@ -68,10 +68,6 @@ class Decision:
         return self.top_k[0] if self.top_k else None
 
     @property
-    def is_unknown(self) -> bool:
-        return self.label is None and self.error is None
-
-    @property
     def ok(self) -> bool:
         return self.error is None
 

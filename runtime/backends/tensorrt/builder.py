@@ -94,12 +94,6 @@ def gpu_device(index: int = 0) -> compat.DeviceInfo:
     return compat.device_info(cuda, index)
 
 
-def device_info(index: int = 0) -> Tuple[str, str]:
-    """``(GPU name, compute capability "8.7")`` of CUDA device ``index``."""
-    d = gpu_device(index)
-    return d.name, d.compute_capability
-
-
 # --- calibration cache ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CalibrationCache:
@@ -224,18 +218,6 @@ def _key(trt: Any, bundle: Bundle, precision: str, mode: str, profile: Profile,
     return EngineKey(_source_sha(bundle, precision, mode), precision, mode,
                      str(trt.__version__), device.compute_capability, profile, dla_core,
                      version_compatible, cal_sha, device.name)  # fmt: skip
-
-
-def engine_key(trt: Any, bundle: Bundle, precision: str, profile: Profile, implicit: bool = False,
-               dla_core: Optional[int] = None, version_compatible: bool = False,
-               device: Optional[compat.DeviceInfo] = None) -> EngineKey:  # fmt: skip
-    """The cache key for building/finding this engine on this device."""
-    mode = choose_mode(trt, precision, implicit)
-    cal_sha = None
-    if mode == "implicit" and precision == "int8":
-        cal_sha = select_calibration_cache(bundle).sha256
-    dev = device if device is not None else gpu_device(0)
-    return _key(trt, bundle, precision, mode, profile, dev, dla_core, version_compatible, cal_sha)
 
 
 def candidate_keys(trt: Any, bundle: Bundle, precision: str, device: compat.DeviceInfo,
