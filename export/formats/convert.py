@@ -275,6 +275,7 @@ def _plan_tflite(ctx: Context) -> List[Staged]:
             "LiteRT conversion needs the PyTorch reference (this bundle was "
             "imported from ONNX); export the bundle from a checkpoint"
         )
+    lt.quiet_litert_logs()
     lt.require("litert_torch", lt.EXTRA, "LiteRT conversion")
     net = ctx.reference.net.eval()
     variants = ctx.options.get("tflite_variants", lt.VARIANTS)

@@ -181,6 +181,7 @@ def convert_litert_static_int8(
             if seen == 0:
                 raise ConversionError(f"{out_path}: no calibration images")
             graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
+            graph = quantize_pt2e.move_exported_model_to_eval(graph)
             edge = litert_torch.signature(SIGNATURE, graph, sample_kwargs={"img": _sample()}).convert(
                 quant_config=QuantConfig(pt2e_quantizer=quantizer)
             )
