@@ -138,8 +138,15 @@ def _plan_fixed(ctx: Context) -> List[Staged]:
 
     src = ctx.root / FP32_FILE
     out: List[Staged] = []
-    variants = [("model_fp32_b1.onnx", "b1", {}), ("model_fp32_b1_unnorm.onnx", "b1-unnormalized",
-                                                    {"normalize": False})]  # fmt: skip
+    variants: List[Tuple[str, str, Dict[str, Any]]] = [
+        ("model_fp32_b1.onnx", "b1", {}),
+        # for NNAPI / Core ML EPs: no final normalization, HardSwish/HardSigmoid decomposed
+        (
+            "model_fp32_b1_accel.onnx",
+            "b1-accelerator",
+            {"normalize": False, "decompose_hard_activations": True},
+        ),
+    ]
     if ctx.options.get("nhwc_onnx", True):
         variants.append(("model_fp32_b1_nhwc.onnx", "b1-nhwc", {"nhwc": True}))
     for name, variant, kw in variants:
@@ -170,12 +177,12 @@ def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
         p, opts = ctx.work / name, fields["session_options"]
         out.append(Staged(name, "ort", prec, fields, runner=lambda p=p, o=opts: ort_runner(p, o), batch=32))
     # the accelerator variant: batch 1, without the final normalization, runtime optimizations
-    unnorm = next((s for s in fixed if s.fields.get("variant") == "b1-unnormalized"), None)
+    unnorm = next((s for s in fixed if s.fields.get("variant") == "b1-accelerator"), None)
     if unnorm is not None:
-        name = "model_fp32_b1_unnorm.ort"
+        name = "model_fp32_b1_accel.ort"
         fields = om.convert_ort(ctx.work / unnorm.name, ctx.work / name, "runtime", "basic")
         fields.update({k: unnorm.fields[k] for k in ("input", "output", "normalized_output")})
-        fields["variant"] = "b1-unnormalized"
+        fields["variant"] = "b1-accelerator"
         p, opts = ctx.work / name, fields["session_options"]
         out.append(Staged(name, "ort", "fp32", fields, runner=lambda p=p, o=opts: ort_runner(p, o)))
     # reduced-operator build config covering every .ort file
@@ -190,7 +197,7 @@ def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
     # ONNX Runtime's mobile usability report, for the dynamic and the batch-1 graphs
     reports = {"model_fp32.onnx": om.usability_report(ctx.root / FP32_FILE)}
     for s in fixed:
-        if s.fields.get("variant") in ("b1", "b1-unnormalized"):
+        if s.fields.get("variant") in ("b1", "b1-accelerator"):
             reports[s.name] = om.usability_report(ctx.work / s.name)
     text = "\n".join(f"===== {k} =====\n{v['text']}" for k, v in reports.items())
     (ctx.work / "mobile_usability.txt").write_text(text, encoding="utf-8")
