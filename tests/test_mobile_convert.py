@@ -186,3 +186,22 @@ def test_cli_table_marks_not_run_and_never_passed():
     ])  # fmt: skip
     assert "NOT RUN (needs macOS)" in lines[1] and "PASS" not in lines[1]
     assert lines[2].rstrip().endswith("PASS")
+
+
+def test_mobile_runs_reproduce_the_gate(ort_bundle, seeded_reference):
+    from docedge.export.check_images import check_batch
+    from docedge.export.formats.run import mobile_runs
+    from docedge.export.gates import torch_embed
+    from docedge.export.verify import agreement
+
+    b = load_bundle(ort_bundle[0])
+    runs = {name: factory for name, _, factory in mobile_runs(b)}
+    assert "fp32/ort" in runs and "fp32/ort-b1-accelerator" in runs and "fp32/onnx-b1-nhwc" in runs
+    assert "fp32/onnx" not in runs  # the main ONNX files are parity's own business
+    x = check_batch(4, seed=21)
+    ref = torch_embed(seeded_reference.net, x)
+    for name, factory in runs.items():
+        embed, _ = factory()
+        got = embed(x)
+        assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4), name  # accel output normalized here
+        assert agreement(ref, got).cos_min > 0.9999, name
