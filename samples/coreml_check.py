@@ -82,7 +82,9 @@ def check_package(bundle: Path, rec: Dict[str, Any], vectors: List[Dict[str, Any
 def main(argv: Any = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", type=Path)
-    ap.add_argument("--compute-units", default="ALL", choices=["ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"])
+    ap.add_argument(
+        "--compute-units", default="ALL", choices=["ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"]
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if platform.system() != "Darwin":
@@ -109,7 +111,10 @@ def main(argv: Any = None) -> int:
     else:
         for r in results:
             verdict = "PASS" if r.get("passed") else "FAIL"
-            detail = r.get("problem") or f"cos min {r['cos_min']:.6f} mean {r['cos_mean']:.6f} (limit {r['limit']})"
+            detail = (
+                r.get("problem")
+                or f"cos min {r['cos_min']:.6f} mean {r['cos_mean']:.6f} (limit {r['limit']})"
+            )
             print(f"{r['file']:<28} {r['precision']:<5} {verdict}  {detail}")
         print(f"macOS {env['macos']} {env['machine']}, compute units {env['compute_units']}")
     return 0 if all(r.get("passed") for r in results) else 1

@@ -13,6 +13,7 @@ needs macOS) is recorded as ``"not run"`` with the reason, never as passed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import shutil
@@ -153,7 +154,7 @@ def _plan_fixed(ctx: Context) -> List[Staged]:
         fields = convert_fixed_shape(src, ctx.work / name, batch=1, **kw)
         fields["variant"] = variant
         p = ctx.work / name
-        out.append(Staged(name, "onnx", "fp32", fields, runner=lambda p=p: ort_runner(p)))
+        out.append(Staged(name, "onnx", "fp32", fields, runner=functools.partial(ort_runner, p)))
     return out
 
 
@@ -175,7 +176,7 @@ def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
         fields["input"] = {"name": "img", "layout": "NCHW", "shape": ["N", 3, 128, 128], "batch": "dynamic"}
         fields["normalized_output"] = True
         p, opts = ctx.work / name, fields["session_options"]
-        out.append(Staged(name, "ort", prec, fields, runner=lambda p=p, o=opts: ort_runner(p, o), batch=32))
+        out.append(Staged(name, "ort", prec, fields, runner=functools.partial(ort_runner, p, opts), batch=32))
     # the accelerator variant: batch 1, without the final normalization, runtime optimizations
     unnorm = next((s for s in fixed if s.fields.get("variant") == "b1-accelerator"), None)
     if unnorm is not None:
@@ -184,7 +185,7 @@ def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
         fields.update({k: unnorm.fields[k] for k in ("input", "output", "normalized_output")})
         fields["variant"] = "b1-accelerator"
         p, opts = ctx.work / name, fields["session_options"]
-        out.append(Staged(name, "ort", "fp32", fields, runner=lambda p=p, o=opts: ort_runner(p, o)))
+        out.append(Staged(name, "ort", "fp32", fields, runner=functools.partial(ort_runner, p, opts)))
     # reduced-operator build config covering every .ort file
     cfg = ctx.work / om.CONFIG_NAME
     om.write_operator_config([ctx.work / s.name for s in out], cfg)
@@ -296,7 +297,7 @@ def _plan_tflite(ctx: Context) -> List[Staged]:
         if f["variant"] == "fp32" or f["variant"] == "fp16" or f["variant"] == "int8-static":
             f.pop("variant")  # the main tflite artifact of its precision
         p = ctx.work / name
-        out.append(Staged(name, "tflite", prec, f, runner=lambda p=p: _litert_run(p)))
+        out.append(Staged(name, "tflite", prec, f, runner=functools.partial(_litert_run, p)))
 
     if "fp32" in variants:
         add("model_fp32.tflite", fields)
@@ -367,7 +368,7 @@ def _plan_ncnn(ctx: Context) -> List[Staged]:
                 prec,
                 fields,
                 extra_files=(binf,),
-                runner=lambda p=ctx.work / param, b=ctx.work / binf: nc.ncnn_runner(p, b),
+                runner=functools.partial(nc.ncnn_runner, ctx.work / param, ctx.work / binf),
             )
         )
     return out

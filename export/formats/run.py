@@ -9,6 +9,7 @@ installed, or the format cannot run here: Core ML needs macOS).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
@@ -57,11 +58,11 @@ def artifact_runner(bundle: Any, record: Dict[str, Any]) -> Tuple[Embed, Dict[st
 def mobile_runs(bundle: Any) -> List[Tuple[str, Dict[str, Any], Callable[[], Tuple[Embed, Dict[str, Any]]]]]:
     """Every converted model artifact of ``bundle`` (main ONNX files excluded: parity runs
     them with its own backends), with a factory for its runner."""
-    out = []
+    out: List[Tuple[str, Dict[str, Any], Callable[[], Tuple[Embed, Dict[str, Any]]]]] = []
     for a in bundle.artifacts:
         rec = a.record
         if rec["format"] not in MODEL_FORMATS or (rec["format"] == "onnx" and not rec.get("variant")):
             continue
         name = f"{rec['precision']}/{rec['format']}" + (f"-{rec['variant']}" if rec.get("variant") else "")
-        out.append((name, rec, lambda r=rec: artifact_runner(bundle, r)))
+        out.append((name, rec, functools.partial(artifact_runner, bundle, rec)))
     return out
