@@ -65,7 +65,7 @@ def _antialiased(img: np.ndarray) -> np.ndarray:
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     a64, b64 = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    return float(a64 @ b64 / max(np.linalg.norm(a64) * np.linalg.norm(b64), 1e-30))
+    return float(a64 @ b64) / max(float(np.linalg.norm(a64)) * float(np.linalg.norm(b64)), 1e-30)
 
 
 def write_test_vectors(out_dir: Union[str, Path], embed: Embed, reference: str,

@@ -176,7 +176,8 @@ class TestVectors:
         got = np.asarray(embedding, np.float64).reshape(-1)
         if got.size != ref.size:
             raise TestVectorError(f"{name}: embedding has {got.size} values, expected {ref.size}")
-        cos = float(got @ ref / max(np.linalg.norm(got) * np.linalg.norm(ref), 1e-30))
+        den = max(float(np.linalg.norm(got)) * float(np.linalg.norm(ref)), 1e-30)
+        cos = float(got @ ref) / den
         return VectorCheck(name, embedding_cos=cos, embedding_passed=cos >= EMBEDDING_COS_MIN[precision])
 
     def check(

@@ -30,9 +30,9 @@ def test_ort_artifacts_are_recorded_gated_and_verified(ort_bundle):
     by_file = {a.file: a.record for a in b.artifacts}
     for name in (
         "model_fp32.ort",
-        "model_fp32_b1_unnorm.ort",
+        "model_fp32_b1_accel.ort",
         "model_fp32_b1.onnx",
-        "model_fp32_b1_unnorm.onnx",
+        "model_fp32_b1_accel.onnx",
         "model_fp32_b1_nhwc.onnx",
     ):
         rec = by_file[name]
@@ -41,15 +41,17 @@ def test_ort_artifacts_are_recorded_gated_and_verified(ort_bundle):
         assert v["cos_min"] >= 0.9999 and v["decision_agreement"] == 1.0
         assert v["verified_with"]["providers"] == ["CPUExecutionProvider"]
         assert "onnxruntime" in rec["producers"] and rec["input"]["layout"] in ("NCHW", "NHWC")
-    assert by_file["model_fp32_b1_unnorm.ort"]["normalized_output"] is False
-    assert by_file["model_fp32_b1_unnorm.ort"]["optimization"]["style"] == "runtime"
+    assert by_file["model_fp32_b1_accel.ort"]["normalized_output"] is False
+    assert by_file["model_fp32_b1_accel.ort"]["optimization"]["style"] == "runtime"
     assert by_file["model_fp32.ort"]["optimization"] == {"style": "fixed", "level": "extended",
                                                          "target_platform": "arm"}  # fmt: skip
     cfg = by_file["required_operators_and_types.config"]
-    assert "verification" not in cfg and set(cfg["for"]) >= {"model_fp32.ort", "model_fp32_b1_unnorm.ort"}
+    assert "verification" not in cfg and set(cfg["for"]) >= {"model_fp32.ort", "model_fp32_b1_accel.ort"}
     usab = by_file["mobile_usability.json"]
     assert [f["file"] for f in usab["files"]] == ["mobile_usability.txt"]
     assert "model_fp32_b1.onnx" in usab["summary"]
+    # the accelerator variant is one NNAPI partition (ONNX Runtime's own checker)
+    assert usab["summary"]["model_fp32_b1_accel.onnx"]["NNAPI"].endswith("in 1 partitions")
     vec = by_file["test_vectors.zip"]
     assert any(f["path"] == "test_vectors/index.json" for f in vec["contents"])
     # decisions include probes without an exemplar (must stay "unknown")
@@ -61,7 +63,7 @@ def test_ort_artifacts_are_recorded_gated_and_verified(ort_bundle):
     assert not any(p.name.endswith(".staged") or p.is_dir() for p in root.iterdir())  # nothing left over
 
 
-@pytest.mark.parametrize("victim", ["mobile_usability.txt", "test_vectors.zip", "model_fp32_b1_unnorm.ort"])
+@pytest.mark.parametrize("victim", ["mobile_usability.txt", "test_vectors.zip", "model_fp32_b1_accel.ort"])
 def test_tampered_part_of_a_multi_file_artifact_is_refused(ort_bundle, tmp_path, victim):
     root = tmp_path / "b"
     shutil.copytree(ort_bundle[0], root)
@@ -157,3 +159,49 @@ def test_gate_normalizes_unnormalized_output_and_catches_wrong_models(seeded_ref
         data, lambda x: torch_embed(seeded_reference.net, np.ascontiguousarray(x[:, ::-1])), "fp32"
     )
     assert rgb["passed"] is False and rgb["cos_min"] < 0.99
+
+
+def test_coreml_check_sample_refuses_to_run_off_macos(ort_bundle):
+    import platform
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "coreml_check.py"
+    out = subprocess.run([sys.executable, str(sample), str(ort_bundle[0])], capture_output=True, text=True)
+    if platform.system() == "Darwin":  # pragma: no cover - CI is Linux
+        assert out.returncode in (0, 1, 2)
+    else:
+        assert out.returncode == 2 and "needs macOS" in out.stderr
+
+
+def test_cli_table_marks_not_run_and_never_passed():
+    from docedge.tools.commands.convert import table_lines
+
+    lines = table_lines([
+        {"file": "m.mlpackage.zip", "format": "coreml", "precision": "fp16", "size": 10,
+         "verification": {"passed": None, "verified_with": {"status": "not run", "reason": "needs macOS"}}},
+        {"file": "m.ort", "format": "ort", "precision": "fp32", "size": 10,
+         "verification": {"passed": True, "cos_min": 1.0, "cos_mean": 1.0, "decision_agreement": 1.0}},
+    ])  # fmt: skip
+    assert "NOT RUN (needs macOS)" in lines[1] and "PASS" not in lines[1]
+    assert lines[2].rstrip().endswith("PASS")
+
+
+def test_mobile_runs_reproduce_the_gate(ort_bundle, seeded_reference):
+    from docedge.export.check_images import check_batch
+    from docedge.export.formats.run import mobile_runs
+    from docedge.export.gates import torch_embed
+    from docedge.export.verify import agreement
+
+    b = load_bundle(ort_bundle[0])
+    runs = {name: factory for name, _, factory in mobile_runs(b)}
+    assert "fp32/ort" in runs and "fp32/ort-b1-accelerator" in runs and "fp32/onnx-b1-nhwc" in runs
+    assert "fp32/onnx" not in runs  # the main ONNX files are parity's own business
+    x = check_batch(4, seed=21)
+    ref = torch_embed(seeded_reference.net, x)
+    for name, factory in runs.items():
+        embed, _ = factory()
+        got = embed(x)
+        assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4), name  # accel output normalized here
+        assert agreement(ref, got).cos_min > 0.9999, name

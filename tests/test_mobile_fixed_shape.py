@@ -31,7 +31,9 @@ def fp32_out(seeded_bundle, x):
 
 
 @pytest.mark.parametrize("kw,layout,normalized", [({}, "NCHW", True), ({"nhwc": True}, "NHWC", True),
-                                                  ({"normalize": False}, "NCHW", False)])  # fmt: skip
+                                                  ({"normalize": False}, "NCHW", False),
+                                                  ({"normalize": False, "decompose_hard_activations": True},
+                                                   "NCHW", False)])  # fmt: skip
 def test_fixed_shape_variants_match_the_dynamic_model(
     seeded_bundle, tmp_path, x, fp32_out, kw, layout, normalized
 ):
@@ -51,6 +53,8 @@ def test_fixed_shape_variants_match_the_dynamic_model(
     else:
         assert not np.allclose(norms, 1.0, atol=1e-2)  # really un-normalized
         assert not {"ReduceL2", "Expand"} & {n.op_type for n in m.graph.node}
+    if kw.get("decompose_hard_activations"):
+        assert not {"HardSwish", "HardSigmoid"} & {n.op_type for n in m.graph.node}
     assert agreement(fp32_out, got).cos_min > 0.99999
 
 

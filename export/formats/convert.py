@@ -13,6 +13,7 @@ needs macOS) is recorded as ``"not run"`` with the reason, never as passed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import shutil
@@ -138,15 +139,22 @@ def _plan_fixed(ctx: Context) -> List[Staged]:
 
     src = ctx.root / FP32_FILE
     out: List[Staged] = []
-    variants = [("model_fp32_b1.onnx", "b1", {}), ("model_fp32_b1_unnorm.onnx", "b1-unnormalized",
-                                                    {"normalize": False})]  # fmt: skip
+    variants: List[Tuple[str, str, Dict[str, Any]]] = [
+        ("model_fp32_b1.onnx", "b1", {}),
+        # for NNAPI / Core ML EPs: no final normalization, HardSwish/HardSigmoid decomposed
+        (
+            "model_fp32_b1_accel.onnx",
+            "b1-accelerator",
+            {"normalize": False, "decompose_hard_activations": True},
+        ),
+    ]
     if ctx.options.get("nhwc_onnx", True):
         variants.append(("model_fp32_b1_nhwc.onnx", "b1-nhwc", {"nhwc": True}))
     for name, variant, kw in variants:
         fields = convert_fixed_shape(src, ctx.work / name, batch=1, **kw)
         fields["variant"] = variant
         p = ctx.work / name
-        out.append(Staged(name, "onnx", "fp32", fields, runner=lambda p=p: ort_runner(p)))
+        out.append(Staged(name, "onnx", "fp32", fields, runner=functools.partial(ort_runner, p)))
     return out
 
 
@@ -168,16 +176,16 @@ def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
         fields["input"] = {"name": "img", "layout": "NCHW", "shape": ["N", 3, 128, 128], "batch": "dynamic"}
         fields["normalized_output"] = True
         p, opts = ctx.work / name, fields["session_options"]
-        out.append(Staged(name, "ort", prec, fields, runner=lambda p=p, o=opts: ort_runner(p, o), batch=32))
+        out.append(Staged(name, "ort", prec, fields, runner=functools.partial(ort_runner, p, opts), batch=32))
     # the accelerator variant: batch 1, without the final normalization, runtime optimizations
-    unnorm = next((s for s in fixed if s.fields.get("variant") == "b1-unnormalized"), None)
+    unnorm = next((s for s in fixed if s.fields.get("variant") == "b1-accelerator"), None)
     if unnorm is not None:
-        name = "model_fp32_b1_unnorm.ort"
+        name = "model_fp32_b1_accel.ort"
         fields = om.convert_ort(ctx.work / unnorm.name, ctx.work / name, "runtime", "basic")
         fields.update({k: unnorm.fields[k] for k in ("input", "output", "normalized_output")})
-        fields["variant"] = "b1-unnormalized"
+        fields["variant"] = "b1-accelerator"
         p, opts = ctx.work / name, fields["session_options"]
-        out.append(Staged(name, "ort", "fp32", fields, runner=lambda p=p, o=opts: ort_runner(p, o)))
+        out.append(Staged(name, "ort", "fp32", fields, runner=functools.partial(ort_runner, p, opts)))
     # reduced-operator build config covering every .ort file
     cfg = ctx.work / om.CONFIG_NAME
     om.write_operator_config([ctx.work / s.name for s in out], cfg)
@@ -190,7 +198,7 @@ def _plan_ort(ctx: Context, fixed: List[Staged]) -> List[Staged]:
     # ONNX Runtime's mobile usability report, for the dynamic and the batch-1 graphs
     reports = {"model_fp32.onnx": om.usability_report(ctx.root / FP32_FILE)}
     for s in fixed:
-        if s.fields.get("variant") in ("b1", "b1-unnormalized"):
+        if s.fields.get("variant") in ("b1", "b1-accelerator"):
             reports[s.name] = om.usability_report(ctx.work / s.name)
     text = "\n".join(f"===== {k} =====\n{v['text']}" for k, v in reports.items())
     (ctx.work / "mobile_usability.txt").write_text(text, encoding="utf-8")
@@ -275,6 +283,7 @@ def _plan_tflite(ctx: Context) -> List[Staged]:
             "LiteRT conversion needs the PyTorch reference (this bundle was "
             "imported from ONNX); export the bundle from a checkpoint"
         )
+    lt.quiet_litert_logs()
     lt.require("litert_torch", lt.EXTRA, "LiteRT conversion")
     net = ctx.reference.net.eval()
     variants = ctx.options.get("tflite_variants", lt.VARIANTS)
@@ -288,7 +297,7 @@ def _plan_tflite(ctx: Context) -> List[Staged]:
         if f["variant"] == "fp32" or f["variant"] == "fp16" or f["variant"] == "int8-static":
             f.pop("variant")  # the main tflite artifact of its precision
         p = ctx.work / name
-        out.append(Staged(name, "tflite", prec, f, runner=lambda p=p: _litert_run(p)))
+        out.append(Staged(name, "tflite", prec, f, runner=functools.partial(_litert_run, p)))
 
     if "fp32" in variants:
         add("model_fp32.tflite", fields)
@@ -359,7 +368,7 @@ def _plan_ncnn(ctx: Context) -> List[Staged]:
                 prec,
                 fields,
                 extra_files=(binf,),
-                runner=lambda p=ctx.work / param, b=ctx.work / binf: nc.ncnn_runner(p, b),
+                runner=functools.partial(nc.ncnn_runner, ctx.work / param, ctx.work / binf),
             )
         )
     return out

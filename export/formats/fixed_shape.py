@@ -10,6 +10,11 @@ Two optional edits on top, each recorded in the artifact record:
 - ``normalize=False``: the final L2 normalization (ReduceL2, Clip, Shape, Expand, Div; NNAPI and
   Core ML take none of them) is cut off, so the accelerated graph is the backbone and head only;
   the caller must L2-normalize ``feats`` (docedge's runtime and the Kotlin/Swift samples do).
+- ``decompose_hard_activations=True``: HardSwish ``x * clip(x + 3, 0, 6) / 6`` and HardSigmoid
+  ``clip(alpha * x + beta, 0, 1)`` written as Add/Mul/Clip. NNAPI has no HardSigmoid, and ONNX
+  Runtime's optimizer turns each HardSwish into HardSigmoid + Mul, which split the graph into 31
+  NNAPI partitions; decomposed and without the normalization, ONNX Runtime's usability checker
+  puts all 173 nodes of the demo model in one NNAPI partition (measured, docs/android.md).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Union
 
+import numpy as np
 import onnx
 
 from ._common import ConversionError, versions
@@ -89,6 +95,55 @@ def strip_normalization(model: onnx.ModelProto, where: str = "<model>") -> onnx.
     return extracted
 
 
+def decompose_hard_ops(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy of ``model`` with HardSwish and HardSigmoid written as Add/Mul/Clip (same values up
+    to float rounding)."""
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    consts: Dict[str, float] = {}
+
+    def const(value: float) -> str:
+        name = f"docedge_const_{len(consts)}"
+        for k, v in consts.items():
+            if v == value:
+                return k
+        consts[name] = value
+        return name
+
+    nodes: List[onnx.NodeProto] = []
+    for n in g.node:
+        p = n.name or n.output[0]
+        if n.op_type == "HardSwish":
+            x, y = n.input[0], n.output[0]
+            nodes += [
+                helper.make_node("Add", [x, const(3.0)], [p + "_add"], name=p + "/add3"),
+                helper.make_node(
+                    "Clip", [p + "_add", const(0.0), const(6.0)], [p + "_clip"], name=p + "/clip"
+                ),
+                helper.make_node("Mul", [x, p + "_clip"], [p + "_mul"], name=p + "/mul"),
+                helper.make_node("Mul", [p + "_mul", const(1.0 / 6.0)], [y], name=p + "/div6"),
+            ]
+        elif n.op_type == "HardSigmoid":
+            attrs = {a.name: a.f for a in n.attribute}
+            x, y = n.input[0], n.output[0]
+            nodes += [
+                helper.make_node("Mul", [x, const(attrs.get("alpha", 0.2))], [p + "_mul"], name=p + "/alpha"),
+                helper.make_node(
+                    "Add", [p + "_mul", const(attrs.get("beta", 0.5))], [p + "_add"], name=p + "/beta"
+                ),
+                helper.make_node("Clip", [p + "_add", const(0.0), const(1.0)], [y], name=p + "/clip"),
+            ]
+        else:
+            nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items())
+    return m
+
+
 def to_nhwc_input(model: onnx.ModelProto) -> onnx.ModelProto:
     """Copy of ``model`` taking ``img`` as NHWC (one Transpose to NCHW inserted first)."""
     m = onnx.ModelProto()
@@ -117,6 +172,7 @@ def convert_fixed_shape(
     batch: int = 1,
     nhwc: bool = False,
     normalize: bool = True,
+    decompose_hard_activations: bool = False,
 ) -> Dict[str, Any]:
     """Write a fixed-batch copy of the ONNX model ``src`` to ``out_path``.
 
@@ -134,6 +190,8 @@ def convert_fixed_shape(
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not normalize:
         model = strip_normalization(model, str(src))
+    if decompose_hard_activations:
+        model = decompose_hard_ops(model)
     inp = model.graph.input[0]
     dims = inp.type.tensor_type.shape.dim
     chw = [int(d.dim_value) for d in dims[1:]]
@@ -160,6 +218,7 @@ def convert_fixed_shape(
         "normalized_output": bool(normalize),
         "derived_from": src.name,
         "converter": {"name": "onnxruntime.tools.onnx_model_utils make_input_shape_fixed",
-                      "nhwc_transpose": bool(nhwc), "normalization_removed": not normalize},
+                      "nhwc_transpose": bool(nhwc), "normalization_removed": not normalize,
+                      "hard_activations_decomposed": bool(decompose_hard_activations)},
         "producers": versions("onnx", "onnxruntime"),
     }  # fmt: skip

@@ -32,7 +32,7 @@ GATES: Dict[str, Dict[str, float]] = {
     "int8": {"cos_min": 0.97, "cos_mean": 0.99, "decision_agreement": 0.95},
 }
 CHECK_IMAGES = 36
-DOCUMENT_TYPES = 48
+DOCUMENT_TYPES = 96
 FPR = 1e-2
 
 Embed = Callable[[np.ndarray], np.ndarray]

@@ -157,7 +157,7 @@ def convert_litert_static_int8(
     import torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import quantize_pt2e
+    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
     from docedge.export.model import FeatureLearningSqueezeLBNHead
 
@@ -181,6 +181,7 @@ def convert_litert_static_int8(
             if seen == 0:
                 raise ConversionError(f"{out_path}: no calibration images")
             graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
+            graph = move_exported_model_to_eval(graph)
             edge = litert_torch.signature(SIGNATURE, graph, sample_kwargs={"img": _sample()}).convert(
                 quant_config=QuantConfig(pt2e_quantizer=quantizer)
             )

@@ -60,7 +60,8 @@ def table_lines(records: List[Dict[str, Any]]) -> List[str]:
         cmean = f"{v['cos_mean']:.6f}" if "cos_mean" in v else "-"
         dec = f"{v['decision_agreement']:.3f}" if "decision_agreement" in v else "-"
         ips = f"{b['images_per_s']:.0f}" if b else "-"
-        lines.append(f"  {r['file']:<30} {r['format']:<22} {r['precision']:<5} {human_size(r['size']):>10}  "
+        size = int(r["size"]) + sum(int(f.get("size", 0)) for f in r.get("files") or [])
+        lines.append(f"  {r['file']:<30} {r['format']:<22} {r['precision']:<5} {human_size(size):>10}  "
                      f"{cmin:>9} {cmean:>9} {dec:>6} {ips:>9}  {gate}")  # fmt: skip
     return lines
 
