@@ -42,6 +42,7 @@ class EngineSpec:
     precision: str = "fp32"
     threads: int = 1
     spinning: bool = False
+    hint: str = "f32"
 
     def to_json(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -174,6 +175,10 @@ def _engine_fn(spec: Dict[str, Any]) -> Any:
 
     if spec["kind"] == "tensorrt":
         return Embedder(spec["bundle"], precision=spec["precision"], backend="tensorrt").run_tensor
+    if spec["kind"] == "openvino":
+        return Embedder(spec["bundle"], precision=spec["precision"], backend="openvino",
+                        batch_size=256, threads=int(spec["threads"]),
+                        inference_precision=spec.get("hint", "f32")).backend.run
     emb = Embedder(spec["bundle"], precision=spec["precision"], batch_size=256,
                    intra_op_threads=int(spec["threads"]), allow_spinning=bool(spec["spinning"]))
     return emb.backend.run
@@ -207,12 +212,16 @@ def _worker_main() -> None:
 
 
 def default_engines(bundle: str, precisions: Sequence[str], threads: int = 1,
-                    pytorch: bool = True, tensorrt: bool = False) -> List[EngineSpec]:  # fmt: skip
+                    pytorch: bool = True, tensorrt: bool = False,
+                    openvino: bool = False) -> List[EngineSpec]:  # fmt: skip
     """ONNX Runtime per precision (spinning off), TensorRT engines on request, and PyTorch
     eager when available."""
     out = [EngineSpec(f"onnxruntime-{p}", "onnxruntime", bundle, p, threads) for p in precisions]
     if tensorrt:
         out += [EngineSpec(f"tensorrt-{p}", "tensorrt", bundle, p, 0) for p in precisions]
+    if openvino:
+        out += [EngineSpec("openvino-f32", "openvino", bundle, "fp32", threads, hint="f32"),
+                EngineSpec("openvino-bf16", "openvino", bundle, "fp32", threads, hint="bf16")]
     if pytorch:
         out.append(EngineSpec("pytorch-eager", "pytorch", bundle, "fp32", threads))
     return out

@@ -33,6 +33,8 @@ def register(sub: Any) -> None:
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing per engine, batch and round")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch eager")
+    p.add_argument("--openvino", action="store_true",
+                   help="also time OpenVINO on the fp32 ONNX (f32 pinned, and bf16)")
     p.add_argument("--tensorrt", action="store_true",
                    help="also time the cached TensorRT engine of each precision (GPU)")
     p.add_argument("--gallery-sizes", default="10000,100000",
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     for prec in precisions:
         bundle.artifact(prec)
     engines = default_engines(str(bundle.path), precisions, args.threads, not args.no_torch,
-                              args.tensorrt)  # fmt: skip
+                              args.tensorrt, args.openvino)  # fmt: skip
     if args.spinning != "off":
         from dataclasses import replace
 
