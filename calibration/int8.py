@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import struct
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -216,39 +217,94 @@ def labelled_tpr(fp32_path: Path, int8_path: Path, labelled: Union[str, Path],
     return out
 
 
+@dataclass(frozen=True)
+class RangeOptions:
+    """How activation ranges are computed (:func:`docedge.calibration.ranges.compute_ranges`)."""
+
+    method: str = DEFAULT_METHOD
+    percentile: float = DEFAULT_PERCENTILE
+    max_images: Optional[int] = DEFAULT_MAX_IMAGES
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """What is quantized and how (:func:`quantize_qdq`), and the TensorRT cache header."""
+
+    per_channel: bool = True
+    quantize_ops: Tuple[str, ...] = DEFAULT_QUANTIZE_OPS
+    exclude_ops: Tuple[str, ...] = DEFAULT_EXCLUDE_OPS
+    exclude_nodes: Tuple[str, ...] = ()
+    keep_depthwise_float: bool = True
+    weight_storage: str = "qdq-float"
+    trt_version: str = DEFAULT_TRT_VERSION
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """The INT8 gate (:func:`gate_int8`): cosine limits per image set, an optional labelled
+    TPR check, and whether a failure refuses the artifacts (``enforce``)."""
+
+    sets: Tuple[str, ...] = GATE_SETS
+    mean_cosine: float = INT8_MEAN_COSINE
+    min_cosine: float = INT8_MIN_COSINE
+    labelled_images: Optional[Union[str, Path]] = None
+    max_tpr_drop: float = MAX_TPR_DROP
+    enforce: bool = True
+
+
+#: Keyword shortcuts of :func:`calibrate_int8` -> (options group, field).
+_SHORTCUTS = {
+    "method": ("ranges", "method"), "percentile": ("ranges", "percentile"),
+    "max_images": ("ranges", "max_images"), "batch_size": ("ranges", "batch_size"),
+    "per_channel": ("quant", "per_channel"), "quantize_ops": ("quant", "quantize_ops"),
+    "exclude_ops": ("quant", "exclude_ops"), "exclude_nodes": ("quant", "exclude_nodes"),
+    "keep_depthwise_float": ("quant", "keep_depthwise_float"),
+    "weight_storage": ("quant", "weight_storage"), "trt_version": ("quant", "trt_version"),
+    "gate_sets": ("gate", "sets"), "mean_cosine": ("gate", "mean_cosine"),
+    "min_cosine": ("gate", "min_cosine"), "labelled_images": ("gate", "labelled_images"),
+    "max_tpr_drop": ("gate", "max_tpr_drop"), "enforce_gate": ("gate", "enforce"),
+}  # fmt: skip
+
+
 def calibrate_int8(
     bundle_dir: Union[str, Path],
     images_dir: Union[str, Path],
-    method: str = DEFAULT_METHOD,
-    percentile: float = DEFAULT_PERCENTILE,
     reference: Optional[ReferenceModel] = None,
-    exclude_ops: Sequence[str] = DEFAULT_EXCLUDE_OPS,
-    max_images: Optional[int] = DEFAULT_MAX_IMAGES,
-    batch_size: int = 16,
-    trt_version: str = DEFAULT_TRT_VERSION,
-    per_channel: bool = True,
-    quantize_ops: Sequence[str] = DEFAULT_QUANTIZE_OPS,
-    exclude_nodes: Sequence[str] = (),
-    keep_depthwise_float: bool = True,
-    enforce_gate: bool = True,
-    mean_cosine: float = INT8_MEAN_COSINE,
-    min_cosine: float = INT8_MIN_COSINE,
+    ranges_options: Optional[RangeOptions] = None,
+    quant: Optional[QuantOptions] = None,
+    gate: Optional[GateOptions] = None,
     progress: bool = True,
-    weight_storage: str = "qdq-float",
-    gate_sets: Sequence[str] = GATE_SETS,
-    labelled_images: Optional[Union[str, Path]] = None,
-    max_tpr_drop: float = MAX_TPR_DROP,
+    **shortcuts: Any,
 ) -> Dict[str, Any]:
-    """Calibrate on ``images_dir``, write ``model_int8.onnx`` and ``int8_calibration.cache``,
-    gate, and record both in the manifest.
+    """Add INT8 to a bundle: ranges on ``images_dir`` (:func:`compute_ranges`), the QDQ model
+    (:func:`quantize_qdq`), the TensorRT cache (:func:`write_cache`), the gate
+    (:func:`gate_int8`), then one atomic manifest commit of both files.
 
-    Gate: cosine to the reference (PyTorch when ``reference`` is given, else the fp32 ONNX)
-    mean >= ``mean_cosine`` and min >= ``min_cosine`` on every set in ``gate_sets``; with
-    ``labelled_images`` (``DIR/<class>/*``) also TPR@1e-2 within ``max_tpr_drop`` of fp32.
+    Options come in three groups (:class:`RangeOptions`, :class:`QuantOptions`,
+    :class:`GateOptions`); their fields may also be given as keywords (``method="entropy"``,
+    ``min_cosine=0.98``, ``enforce_gate=False``; an unknown keyword is a ``TypeError``).
     A failed gate raises :class:`GateError` and leaves the bundle unchanged (with
-    ``enforce_gate=False`` the artifacts are written and the failure recorded).
+    ``enforce_gate=False`` the artifacts are committed and the failure recorded).
     Returns ``{"onnx": record, "cache": record}``.
     """
+    groups: Dict[str, Any] = {"ranges": ranges_options or RangeOptions(),
+                              "quant": quant or QuantOptions(), "gate": gate or GateOptions()}
+    for key, value in shortcuts.items():
+        if key not in _SHORTCUTS:
+            raise TypeError(f"calibrate_int8() got an unknown option {key!r}; options: "
+                            f"{sorted(_SHORTCUTS)}")  # fmt: skip
+        group, fld = _SHORTCUTS[key]
+        if isinstance(value, list):
+            value = tuple(value)
+        groups[group] = replace(groups[group], **{fld: value})
+    ro, qo, go = groups["ranges"], groups["quant"], groups["gate"]
+    method, percentile, max_images, batch_size = ro.method, ro.percentile, ro.max_images, ro.batch_size
+    per_channel, quantize_ops, exclude_ops = qo.per_channel, qo.quantize_ops, qo.exclude_ops
+    exclude_nodes, keep_depthwise_float = qo.exclude_nodes, qo.keep_depthwise_float
+    weight_storage, trt_version = qo.weight_storage, qo.trt_version
+    gate_sets, mean_cosine, min_cosine = go.sets, go.mean_cosine, go.min_cosine
+    labelled_images, max_tpr_drop, enforce_gate = go.labelled_images, go.max_tpr_drop, go.enforce
     import onnxruntime
 
     root = Path(bundle_dir)
@@ -272,7 +328,7 @@ def calibrate_int8(
         save_onnx(q, staged_q)
         cache_scales = scales_from_amax(ranges.amax)
         write_cache(staged_cache, cache_scales, trt_version)
-        verification = _verify(fp32_path, staged_q, reference, gate_sets, mean_cosine,
+        verification = gate_int8(fp32_path, staged_q, reference, gate_sets, mean_cosine,
                                min_cosine, labelled_images, max_tpr_drop)  # fmt: skip
         passed = bool(verification["passed"])
         if enforce_gate and not passed:
@@ -282,7 +338,7 @@ def calibrate_int8(
         qdq_scales = qdq_activation_scales(q)
         calib = {"method": method, "percentile": ranges.percentile, **images.record(),
                  "batches": ranges.batches, "fallback_tensors": dict(ranges.fallbacks)}  # fmt: skip
-        quant = {"format": "QDQ", "weights": "int8 symmetric per-channel" if per_channel
+        quant_rec = {"format": "QDQ", "weights": "int8 symmetric per-channel" if per_channel
                  else "int8 symmetric per-tensor", "weight_storage": weight_storage,
                  "activations": "int8 symmetric per-tensor, zero point 0",
                  "quantized_op_types": list(quantize_ops), "excluded_op_types": list(exclude_ops),
@@ -293,7 +349,7 @@ def calibrate_int8(
         onnx_rec = tx.add_artifact(
             staged_q, INT8_FILE, "onnx", "int8",
             opset=max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")),
-            calibration=calib, quantization=quant,
+            calibration=calib, quantization=quant_rec,
             producers={**producer_versions(), "onnxruntime.quantization": onnxruntime.__version__},
             verification=verification, created=utc_now(),
         )  # fmt: skip
@@ -312,10 +368,11 @@ def calibrate_int8(
     return {"onnx": onnx_rec, "cache": cache_rec}
 
 
-def _verify(fp32_path: Path, int8_path: Path, reference: Optional[ReferenceModel],
+def gate_int8(fp32_path: Path, int8_path: Path, reference: Optional[ReferenceModel],
             gate_sets: Sequence[str], mean_cosine: float, min_cosine: float,
             labelled: Optional[Union[str, Path]], max_tpr_drop: float) -> Dict[str, Any]:  # fmt: skip
-    """Gate evaluation: per-set agreement, the worst figures at top level, a summary line."""
+    """The INT8 gate: agreement of ``int8_path`` with the reference on every image set in
+    ``gate_sets`` (and the labelled TPR drop), the worst figures at top level, a summary."""
     if not gate_sets:
         raise ValueError("at least one gate image set is needed")
     against = "pytorch-reference" if reference is not None else "fp32-onnx (no PyTorch reference)"
