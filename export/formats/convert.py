@@ -479,6 +479,14 @@ def convert_bundle(
     return report
 
 
+def add_test_vectors(
+    bundle_dir: Union[str, Path], reference: Optional[ReferenceModel] = None
+) -> ConvertReport:
+    """Only the pre-processing test vectors (``test_vectors.zip``), for bundles that ship no
+    mobile format: ``convert_bundle(bundle_dir, [], reference)``."""
+    return convert_bundle(bundle_dir, [], reference=reference, benchmark=False)
+
+
 def _gate(s: Staged, data: gating.GateData, benchmark: bool) -> None:
     if s.runner is None:
         if s.format in ("coreml",):
