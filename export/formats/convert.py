@@ -33,7 +33,7 @@ from ..manifest import FP32_FILE
 from ..provenance import utc_now
 from ..reference import ReferenceModel, reference_for_bundle
 from . import gate as gating
-from ._common import EXTRAS, ConversionError, ConverterUnavailableError
+from ._common import EXTRAS, ConversionError, ConverterUnavailableError, require
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def _plan_tflite(ctx: Context) -> List[Staged]:
             "imported from ONNX); export the bundle from a checkpoint"
         )
     lt.quiet_litert_logs()
-    lt.require("litert_torch", lt.EXTRA, "LiteRT conversion")
+    require("litert_torch", lt.EXTRA, "LiteRT conversion")
     net = ctx.reference.net.eval()
     variants = ctx.options.get("tflite_variants", lt.VARIANTS)
     out: List[Staged] = []

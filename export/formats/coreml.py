@@ -60,7 +60,7 @@ def convert_coreml(net: Any, out_path: Union[str, Path], precision: str = "fp16"
         raise ValueError(f"Core ML precision must be fp16 or int8, got {precision!r}")
     try:
         with torch.no_grad():
-            traced = torch.jit.trace(net.eval(), torch.zeros(1, 3, 128, 128))
+            traced = torch.jit.trace(net.eval(), torch.zeros(1, 3, 128, 128))  # type: ignore[no-untyped-call]
         model = ct.convert(
             traced,
             inputs=[ct.TensorType(name="img", shape=(1, 3, 128, 128), dtype=np.float32)],

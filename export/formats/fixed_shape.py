@@ -38,7 +38,8 @@ NORMALIZATION_OPS = ("ReduceL2", "LpNormalization")
 def _producer(graph: onnx.GraphProto, tensor: str) -> Optional[onnx.NodeProto]:
     for n in graph.node:
         if tensor in n.output:
-            return n
+            node: onnx.NodeProto = n
+            return node
     return None
 
 
