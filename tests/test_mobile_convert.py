@@ -231,3 +231,14 @@ def test_export_formats_goes_through_convert(tmp_path):
     assert rc == 0
     files = {a.file for a in load_bundle(out).artifacts}
     assert {"model_fp32.onnx", "model_fp32.ort", "model_fp32_b1_accel.ort", "test_vectors.zip"} <= files
+
+
+def test_cli_gate_failure_exits_1_and_names_the_file(bundle_copy, capsys, monkeypatch):
+    from docedge.export.formats import gate
+    from docedge.tools.cli import main
+
+    monkeypatch.setitem(gate.GATES, "fp32", {"cos_min": 1.1, "cos_mean": 1.1, "decision_agreement": 1.0})
+    rc = main(["convert", str(bundle_copy), "--formats", "ort", "--random-init", "--no-benchmark", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and out["ok"] is False and out["error"] == "GateError"
+    assert "model_fp32.ort" in out["message"] and any(f["file"] == "model_fp32.ort" for f in out["failed"])

@@ -469,8 +469,10 @@ def convert_bundle(
                               f"mean {f['verification'].get('cos_mean', float('nan')):.5f} "
                               f"decisions {f['verification'].get('decision_agreement', float('nan')):.3f} "
                               f"(gate {f['verification'].get('gate')})" for f in report.failed)  # fmt: skip
-            raise GateError(f"{root}: {len(report.failed)} converted artifact(s) failed the gate, nothing "
+            err = GateError(f"{root}: {len(report.failed)} converted artifact(s) failed the gate, nothing "
                             f"committed: {lines}")  # fmt: skip
+            err.report = report  # type: ignore[attr-defined]
+            raise err
         report.records = [_stage(tx, work, s) for s in staged]
     try:
         load_bundle(root)
