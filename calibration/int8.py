@@ -10,7 +10,7 @@ TensorRT 8.x requires (its parser refuses DequantizeLinear on INT8/INT32 initial
 
 Ranges come from :mod:`docedge.calibration.ranges` and reach ``quantize_static`` as
 ``TensorQuantOverrides``. Nodes kept float by default (measured on the demo model, see
-docs/int8.md): the final L2 normalization and every depthwise convolution. The TensorRT cache
+docs/precision.md): the final L2 normalization and every depthwise convolution. The TensorRT cache
 holds a scale for every float activation of the fp32 graph (TensorRT's implicit INT8 needs the
 ranges of a layer's inputs and outputs); for the tensors the QDQ model quantizes, the scales are
 bit-identical. The cache record lists ``float_nodes`` for builders that pin layer precisions.
@@ -47,6 +47,7 @@ from .trt_cache import (
     CACHE_FILE,
     CACHE_FORMAT,
     DEFAULT_TRT_VERSION,
+    scales_digest,
     scales_from_amax,
     trt_version_number,
     write_cache,
@@ -269,7 +270,8 @@ def calibrate_int8(
                          quantize_ops, weight_storage, first)  # fmt: skip
         set_metadata(q, onnx_metadata(tx.manifest, "int8"))
         save_onnx(q, staged_q)
-        write_cache(staged_cache, scales_from_amax(ranges.amax), trt_version)
+        cache_scales = scales_from_amax(ranges.amax)
+        write_cache(staged_cache, cache_scales, trt_version)
         verification = _verify(fp32_path, staged_q, reference, gate_sets, mean_cosine,
                                min_cosine, labelled_images, max_tpr_drop)  # fmt: skip
         passed = bool(verification["passed"])
@@ -277,6 +279,7 @@ def calibrate_int8(
             raise GateError(f"{root / INT8_FILE}: int8 gate failed: {verification['summary']}; "
                             "the bundle is unchanged")  # fmt: skip
         quantized = quantized_node_names(q)
+        qdq_scales = qdq_activation_scales(q)
         calib = {"method": method, "percentile": ranges.percentile, **images.record(),
                  "batches": ranges.batches, "fallback_tensors": dict(ranges.fallbacks)}  # fmt: skip
         quant = {"format": "QDQ", "weights": "int8 symmetric per-channel" if per_channel
@@ -285,7 +288,8 @@ def calibrate_int8(
                  "quantized_op_types": list(quantize_ops), "excluded_op_types": list(exclude_ops),
                  "depthwise_kept_float": keep_depthwise_float, "float_nodes": float_nodes,
                  "quantized_nodes": len(quantized),
-                 "quantized_activations": len(qdq_activation_scales(q))}  # fmt: skip
+                 "quantized_activations": len(qdq_scales),
+                 "activation_scales_sha256": scales_digest(qdq_scales, qdq_scales)}  # fmt: skip
         onnx_rec = tx.add_artifact(
             staged_q, INT8_FILE, "onnx", "int8",
             opset=max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")),
@@ -300,6 +304,8 @@ def calibrate_int8(
             percentile=ranges.percentile, images=ranges.images, tensors=len(ranges.amax),
             float_nodes=float_nodes, fallback_tensors=sorted(ranges.fallbacks),
             qdq_artifact=onnx_rec["file"], qdq_sha256=onnx_rec["sha256"], created=utc_now(),
+            qdq_tensors=sorted(qdq_scales),
+            qdq_scales_sha256=scales_digest(cache_scales, qdq_scales),
             producers=producer_versions(),
         )  # fmt: skip
     logger.info("int8 (%s): %s", method, verification["summary"])

@@ -44,6 +44,7 @@ from docedge.runtime.errors import (
 from docedge.runtime.preprocess import list_images, load_image, preprocess_bgr
 from docedge.runtime.search import scores
 
+from .ranking import ranking_deltas, ranking_metrics
 from .roc import DEFAULT_FPRS
 from .thresholds import (
     DEFAULT_MAX_IMPOSTORS,
@@ -499,6 +500,7 @@ def run_parity(
     batch_size: int = 32,
     progress: bool = True,
     reference: Optional[Any] = None,
+    reference_bundle: Optional[Union[str, Path]] = None,
 ) -> ParityResult:
     """Compare every artifact of the bundle with the reference on the images of ``images_dir``.
 
@@ -510,7 +512,10 @@ def run_parity(
     gallery file or a register folder (default: built from the images). ``tolerances``: see
     :func:`load_tolerances`. ``reference``: an already-loaded reference (a
     :class:`~docedge.export.reference.ReferenceModel` or its ``net``) of this bundle's source,
-    instead of rebuilding it. Raises :class:`DocedgeError` for unusable inputs.
+    instead of rebuilding it. ``reference_bundle``: compare against another bundle's fp32
+    artifact instead (``docedge compare``: a new release against the last one, or a bundle
+    against an imported released ONNX file); its pre-processing and I/O must be the same.
+    Raises :class:`DocedgeError` for unusable inputs.
     """
     bundle = load_bundle(bundle_dir)
     for prec in precisions or ():
@@ -539,12 +544,27 @@ def run_parity(
     plan = _plan(n, labels, names, Path(gallery) if gallery is not None else None, bundle,
                  len(reg_labels), reg_labels)  # fmt: skip
 
-    if reference is not None:
+    ref_bundle = None
+    if reference_bundle is not None:
+        ref_bundle = load_bundle(reference_bundle)
+        _same_interface(ref_bundle, bundle)
+        net, src = None, dict(ref_bundle.model.get("source", {}))
+        ref_name = (f"bundle {ref_bundle.path} fp32 ({ref_bundle.model.get('name')}, artifact "
+                    f"sha256 {ref_bundle.artifact('fp32').sha256[:12]}...)")  # fmt: skip
+    elif reference is not None:
         net, src = getattr(reference, "net", reference), dict(bundle.model.get("source", {}))
+        ref_name = _describe_reference(src, net)
     else:
         net, src = resolve_reference(bundle, checkpoint, random_init_seed)
-    ref_name = _describe_reference(src, net)
-    if net is not None:
+        ref_name = _describe_reference(src, net)
+    if ref_bundle is not None:
+        backend = create_backend(ref_bundle, "fp32", "onnxruntime", providers=["cpu"])
+        try:
+            ref_all = _embed(backend.run, x, backend.max_batch or batch_size, "reference",
+                             progress)  # fmt: skip
+        finally:
+            backend.close()
+    elif net is not None:
         from docedge.export.gates import torch_embed
 
         ref_all = _embed(lambda b: torch_embed(net, b), x, batch_size, "reference", progress)
@@ -563,7 +583,10 @@ def run_parity(
         gallery={"mode": plan.mode, **plan.info}, tolerances=tol, created=utc_now(),
         operating_point={"fpr": None if threshold is not None else fpr, "threshold": threshold},
     )  # fmt: skip
-    if net is None:
+    if ref_bundle is not None:
+        result.notes.append(f"comparison: the reference is another bundle ({ref_bundle.path}), "
+                            "not a PyTorch model")  # fmt: skip
+    elif net is None:
         result.notes.append("imported ONNX bundle: no PyTorch model exists; the fp32 ONNX "
                             "artifact on the CPU provider is the reference")  # fmt: skip
 
@@ -589,6 +612,7 @@ def run_parity(
                           "unknown_rate": _unknown_rate(ref_dec)}  # fmt: skip
     if labels:
         rm.update(_task_json(ref_task))
+        rm["ranking"] = ranking_metrics(ref_all[:n], labels)
         gt = [labels[i] for i in plan.probe_rows] if plan.mode == "exemplars" else None
         if gt is not None:
             rm["top1_accuracy"] = float(np.mean([d == g for d, g in zip(ref_dec, gt)]))
@@ -603,7 +627,8 @@ def run_parity(
         if tensorrt:
             runs.append((f"{prec}/tensorrt", prec, "tensorrt", {}))
     for name, prec, backend_name, opts in runs:
-        if net is None and prec == "fp32" and opts.get("providers") == ["cpu"]:
+        if (net is None and ref_bundle is None and prec == "fp32"
+                and opts.get("providers") == ["cpu"]):  # fmt: skip
             result.skipped.append({"name": name, "reason": "is the reference (imported bundle)"})
             continue
         try:
@@ -623,6 +648,10 @@ def run_parity(
         agree = agreement(ref_all[:n], emb[:n])
         task = task_metrics(emb)
         thr, thr_src = _threshold(bundle, prec, fpr, threshold, task)
+        if "no usable" in thr_src:
+            result.notes.append(f"{name}: borrows the fp32 threshold ({thr_src}); a device "
+                                f"running {prec} needs its own table: docedge calibrate "
+                                f"thresholds BUNDLE --images DIR --precision {prec}")  # fmt: skip
         stale = _stale_table(bundle, prec)
         if stale and threshold is None:
             result.notes.append(f"{name}: {stale}")
@@ -633,6 +662,7 @@ def run_parity(
             "artifact": {"file": bundle.artifact(prec, "onnx").file,
                          "sha256": bundle.artifact(prec, "onnx").sha256},
             "embedding": agree.to_dict(),
+            "worst_images": _worst(cosine_rows(ref_all[:n], emb[:n]), names),
             "neighbour_agreement": float(np.mean(nn == ref_nn)),
             "decision_agreement": decision_agreement(dec, ref_dec),
             "threshold": thr, "threshold_source": thr_src,
@@ -645,6 +675,8 @@ def run_parity(
             rec["tpr_delta"] = {k: _delta(v, rm["tpr_at_fpr"].get(k))
                                 for k, v in rec["tpr_at_fpr"].items()}  # fmt: skip
             rec["auroc_delta"] = task["auroc"] - ref_task["auroc"]
+            rec["ranking"] = ranking_metrics(emb[:n], labels)
+            rec["ranking_delta"] = ranking_deltas(rec["ranking"], rm["ranking"])
         rec["checks"] = _checks(rec, tol.get(prec, {}), labels is not None)
         rec["passed"] = all(c["passed"] is not False for c in rec["checks"])
         result.artifacts.append(rec)
@@ -663,6 +695,21 @@ def run_parity(
             if c["passed"] is None:
                 result.notes.append(f"{a['name']}: {c['check']} not evaluated ({c['note']})")
     return result
+
+
+def _worst(cos: np.ndarray, names: Sequence[str], k: int = 5) -> List[Dict[str, Any]]:
+    """The ``k`` images whose embedding is farthest from the reference's (lowest cosine)."""
+    order = np.argsort(cos, kind="stable")[:k]
+    return [{"image": names[i], "cosine": float(cos[i])} for i in order]
+
+
+def _same_interface(a: Bundle, b: Bundle) -> None:
+    """Two bundles compared image by image must read images the same way."""
+    diffs = [k for k in ("preprocess", "io") if a.manifest.get(k) != b.manifest.get(k)]
+    if diffs:
+        detail = "; ".join(f"{k}: {a.manifest.get(k)} vs {b.manifest.get(k)}" for k in diffs)
+        raise DocedgeError(f"{a.path} and {b.path} differ in {', '.join(diffs)} ({detail}); "
+                           "their embeddings cannot be compared image by image")  # fmt: skip
 
 
 def _task_json(task: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,7 +1,7 @@
 """Activation ranges (amax per tensor) for symmetric INT8: minmax, percentile, entropy, mse.
 
 Why docedge computes the ranges instead of ONNX Runtime's calibrators (all measured with
-onnxruntime 1.31, see docs/int8.md):
+onnxruntime 1.31, see docs/precision.md):
 
 - ``quantize_static(calibrate_method=Entropy)`` gives exactly the MinMax ranges: its
   ``EntropyCalibrater`` defaults to ``num_bins=128 == num_quantized_bins=128``, so the KL search

@@ -104,6 +104,28 @@ def markdown(r: ParityResult, polygraphy: Optional[Dict[str, str]] = None) -> st
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['auroc']:.4f} |")
         lines.append("")
         lines.append("n/a: floor(FPR x impostor pairs) = 0, the data cannot support that FPR.")
+    if "ranking" in rm:
+        lines += ["", "## Ranking quality", "",
+                  "| | NDCG | mAP@R | recall@1 | recall@5 | queries |", "|---|---|---|---|---|---|"]
+        rrows: List[Tuple[str, Dict[str, Any], Dict[str, Any]]] = [("reference", rm["ranking"], {})]
+        rrows += [(a["name"], a["ranking"], a.get("ranking_delta", {})) for a in r.artifacts
+                  if "ranking" in a]  # fmt: skip
+
+        def cell(m: Dict[str, Any], d: Dict[str, Any], k: str) -> str:
+            v = m.get(k)
+            if v is None:
+                return "n/a"
+            return f"{v:.4f}" + (f" ({d[k]:+.4f})" if k in d else "")
+
+        for name, m, d in rrows:
+            lines.append(f"| {name} | {cell(m, d, 'ndcg')} | {cell(m, d, 'map_at_r')} | "
+                         f"{cell(m, d, 'recall_at_1')} | {cell(m, d, 'recall_at_5')} | "
+                         f"{m['queries']} |")  # fmt: skip
+    worst = [(a["name"], w) for a in r.artifacts for w in a.get("worst_images", [])]
+    if worst:
+        lines += ["", "## Worst images (lowest cosine to the reference)", "",
+                  "| artifact | image | cosine |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {name} | {w['image']} | {w['cosine']:.6f} |" for name, w in worst]
     disagree = [(a["name"], x) for a in r.artifacts
                 for x in a.get("disagreements", {}).get("examples", [])]  # fmt: skip
     if disagree:

@@ -9,6 +9,7 @@ shape; otherwise :class:`CheckpointError` lists what is missing, unexpected or m
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Dict, List, Mapping, Union
 
@@ -48,11 +49,7 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(
-            f"{p}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). docedge never unpickles arbitrary "
-            "objects; re-save the weights with torch.save(model.state_dict()) or as safetensors."
-        ) from None
+        raise CheckpointError(_unreadable_message(p, e)) from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
@@ -61,6 +58,45 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     if bad:
         raise CheckpointError(f"{p}: non-tensor entries in the state dict: {bad[:10]}")
     return {str(k): v for k, v in obj.items()}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def blocking_globals(path: Path) -> List[str]:
+    """Classes in a checkpoint that torch's weights-only loader refuses (read without
+    unpickling anything, via ``torch.serialization.get_unsafe_globals_in_checkpoint``)."""
+    probe = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if probe is None:
+        return []
+    try:
+        return sorted(str(g) for g in probe(str(path)))
+    except Exception:  # not a zip checkpoint, truncated, ...
+        return []
+
+
+def _unreadable_message(p: Path, e: BaseException) -> str:
+    first = _ANSI.sub("", str(e)).strip().splitlines()[0] if str(e).strip() else ""
+    blocked = blocking_globals(p)
+    if not blocked:
+        return (f"{p}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: "
+                f"{first[:300]}). docedge never unpickles arbitrary objects; re-save the weights "
+                "with torch.save(model.state_dict()) or as safetensors.")  # fmt: skip
+    mods = sorted({g.rsplit(".", 1)[0] for g in blocked if "." in g})
+    script = "\n".join([
+        "python - <<'EOF'",
+        "import torch" + "".join(f", {m}" for m in mods),
+        "from torch.serialization import safe_globals",
+        f"with safe_globals([{', '.join(blocked)}]):",
+        f"    ck = torch.load({str(p)!r}, map_location='cpu', weights_only=True)",
+        "torch.save(ck.get('state_dict', ck), 'weights.pt')",
+        "EOF",
+    ])  # fmt: skip
+    return (f"{p}: refused by torch's weights-only loader: it holds objects of class "
+            f"{', '.join(blocked)} (in Lightning checkpoints, usually hyper_parameters). docedge "
+            "never unpickles arbitrary objects. If you trust those classes, extract the weights "
+            f"once where their code is importable:\n{script}\nthen export weights.pt (a plain "
+            "state dict).")  # fmt: skip
 
 
 def normalize_keys(

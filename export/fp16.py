@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 FP16_FILE = "model_fp16.onnx"
-#: Op types kept in float32 (measured: see docs/int8.md, "FP16").
+#: Op types kept in float32 (measured: see docs/precision.md).
 DEFAULT_KEEP_FP32_OPS = ("ReduceMean", "Pow", "Sqrt", "ReduceL2")
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -66,10 +66,6 @@ class Decision:
     @property
     def best(self) -> Optional[Candidate]:
         return self.top_k[0] if self.top_k else None
-
-    @property
-    def is_unknown(self) -> bool:
-        return self.label is None and self.error is None
 
     @property
     def ok(self) -> bool:
@@ -132,11 +128,23 @@ class Classifier:
         # run at memory bandwidth); larger ones are converted chunk by chunk per search.
         f32_bytes = len(g) * g.dim * 4
         cache = g.dtype != "float32" and 0 < f32_bytes <= FLOAT32_CACHE_BYTES
-        self._matrix = as_float32(np.asarray(g.embeddings)) if cache else g.embeddings
-        self._labels = g.labels
-        self._label_ids = g.label_ids()
-        self._parents = g.label_parents()
-        self._ids = np.asarray(g.ids, np.int64)
+        matrix = as_float32(np.asarray(g.embeddings)) if cache else g.embeddings
+        # One object swapped in one assignment: a search running while refresh() loads a new
+        # snapshot uses the old index or the new one, never a mixture.
+        self._index = _Index(g, matrix, g.labels, g.label_ids(), g.label_parents(),
+                             np.asarray(g.ids, np.int64), _file_signature(g.path))  # fmt: skip
+        self.gallery = g
+
+    def refresh(self) -> bool:
+        """Re-open the gallery if another process committed a change since it was opened
+        (each commit renames a new file into place); True when a new snapshot was loaded."""
+        if _file_signature(self._index.gallery.path) == self._index.signature:
+            return False
+        g = Gallery.open(self._index.gallery.path,
+                         expect_fingerprint=self.bundle.fingerprint(self.precision))  # fmt: skip
+        g.check_embeddings()
+        self._load_index(g)
+        return True
 
     def classify(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[Decision]:
         """One :class:`Decision` per image, in order. A bad image gets ``error`` (and label
@@ -166,18 +174,19 @@ class Classifier:
         emb = np.asarray(embeddings, np.float32)
         if emb.ndim == 1:
             emb = emb[None]
-        if len(self._label_ids) == 0:
+        idx = self._index
+        if len(idx.label_ids) == 0:
             return [Decision(None, None, None, op.threshold, op.fpr, None, [])
                     for _ in range(len(emb))]  # fmt: skip
         want = max(self.top_k, 2)  # the second-best label gives the margin
         out: List[Decision] = []
         for start in range(0, len(emb), _QUERY_BLOCK):
-            per_query = top_labels(emb[start : start + _QUERY_BLOCK], self._matrix,
-                                   self._label_ids, want)  # fmt: skip
+            per_query = top_labels(emb[start : start + _QUERY_BLOCK], idx.matrix,
+                                   idx.label_ids, want)  # fmt: skip
             for found in per_query:
-                _check_scores(self.gallery.path, found)
-                cands = [Candidate(self._labels[li], self._parents[li], score,
-                                   int(self._ids[row])) for li, score, row in found]  # fmt: skip
+                _check_scores(idx.gallery.path, found)
+                cands = [Candidate(idx.labels[li], idx.parents[li], score,
+                                   int(idx.ids[row])) for li, score, row in found]  # fmt: skip
                 best = cands[0]
                 margin = best.score - cands[1].score if len(cands) > 1 else None
                 matched = best.score > op.threshold  # strict, as DocClassifier
@@ -198,6 +207,25 @@ class Classifier:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _Index(NamedTuple):
+    gallery: Gallery
+    matrix: np.ndarray[Any, Any]
+    labels: List[str]
+    label_ids: np.ndarray[Any, Any]
+    parents: List[Optional[str]]
+    ids: np.ndarray[Any, Any]
+    signature: Tuple[int, int, int]
+
+
+def _file_signature(path: Path) -> Tuple[int, int, int]:
+    """(inode, size, mtime ns): changes with every committed gallery file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 #: Scores live in [0, 1]; float16 rounding of unit vectors can pass 1 by this much.

@@ -4,6 +4,7 @@ files and folders, and re-embedding from recorded sources when the model changes
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from .embedder import Embedder
 from .errors import GalleryError
 from .gallery import Gallery, writer_lock
 from .hashing import sha256_file
-from .register import scan_register
+from .register import register_label, scan_register
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +172,13 @@ def _sync_locked(gallery_path: Union[str, Path], embedder: Embedder, root: Path,
 def add_images(gallery_path: Union[str, Path], embedder: Embedder,
                paths: Sequence[Union[str, Path]], labels: Optional[Sequence[str]] = None,
                dtype: str = "float16") -> SyncReport:  # fmt: skip
-    """Add image files (label = the given one, or the file stem) and folders (the register
-    label rule inside each folder). Corrupt images are reported, the others added in one
-    atomic change. A label already registered gets another exemplar (reported)."""
+    """Add image files and folders with the one label rule docedge uses everywhere: a file's
+    label is its path relative to the register folder it belongs to (sub-folders joined by
+    ``_``, plus ``_``, plus the stem), so ``add`` gives a file inside a register this gallery
+    was synced from the same label ``sync_register``/``gallery build`` gives it; a file or
+    folder outside any known register is its own root (a file: its stem). ``labels`` override.
+    Corrupt images are reported, the others added in one atomic change. A label already
+    registered gets another exemplar (reported)."""
     if labels is not None and len(labels) != len(paths):
         raise GalleryError(f"{len(labels)} labels for {len(paths)} paths")
     with writer_lock(gallery_path):
@@ -187,9 +192,14 @@ def _add_locked(gallery: Gallery, embedder: Embedder, paths: Sequence[Union[str,
     files: List[Path] = []
     names: List[str] = []
     digests: List[str] = []
+    roots = _register_roots(gallery)
     for i, item in enumerate(paths):
         p = Path(item)
-        found = scan_register(p) if p.is_dir() else [(labels[i] if labels else p.stem, p)]
+        root = _root_of(p, roots)
+        if p.is_dir():
+            found = [(register_label(root, f) if root else lbl, f) for lbl, f in scan_register(p)]
+        else:
+            found = [(labels[i] if labels else (register_label(root, p) if root else p.stem), p)]
         for label, f in found:
             try:
                 digests.append(sha256_file(f))
@@ -201,6 +211,25 @@ def _add_locked(gallery: Gallery, embedder: Embedder, paths: Sequence[Union[str,
     _embed_into(gallery, embedder, files, names, digests, report, "add")
     _duplicates(gallery, report)
     return report
+
+
+def _register_roots(gallery: Gallery) -> List[Path]:
+    """Register folders this gallery was synced from (recorded as each entry's origin)."""
+    roots = {str(e.meta.get("origin", ""))[len("register:"):] for e in gallery.entries
+             if str(e.meta.get("origin", "")).startswith("register:")}  # fmt: skip
+    return sorted((Path(r) for r in roots if r), key=lambda r: -len(r.parts))
+
+
+def _root_of(path: Path, roots: Sequence[Path]) -> Optional[Path]:
+    """The innermost known register folder containing ``path``, if any."""
+    full = Path(os.path.abspath(path))
+    for r in roots:
+        try:
+            full.relative_to(r)
+            return r
+        except ValueError:
+            continue
+    return None
 
 
 def rebuild(gallery_path: Union[str, Path], embedder: Embedder,

@@ -155,15 +155,14 @@ def card(
                 f"{rec.get('warmup')} warm-up steps, {schedule}"
             ),
             "seed": rec.get("seed"),
-            "pretrained": "none (from scratch)",
-            "generator": summary.get("generator", GENERATOR_VERSION),
-            "data": (
-                f"synthetic documents ({summary.get('generator', GENERATOR_VERSION)}), type ids "
-                f"in {summary.get('train_type_ids')}, two different instances per type, "
-                "each through the capture simulator at strength "
-                f"U{tuple(summary.get('capture_strength', []))}, "
-                f"rendered at long side {summary.get('render_long_side')} px"
+            "pretrained": (
+                f"initialized from {rec['init']} (see the model card for the chain of runs)"
+                if rec.get("init") else "none (from scratch)"
             ),
+            "generator": summary.get("generator", GENERATOR_VERSION),
+            "layouts": summary.get("layouts"),
+            "mix": summary.get("mix"),
+            "data": _data_text(summary),
             "machine": summary.get("machine"),
             "torch": summary.get("torch"),
             "threads": summary.get("threads"),
@@ -189,6 +188,27 @@ def card(
             },
         },
     }
+
+
+def _data_text(summary: Dict[str, Any]) -> str:
+    mix = summary.get("mix")
+    gen = summary.get("generator", GENERATOR_VERSION)
+    if not mix:
+        return (f"synthetic documents ({gen}), type ids in {summary.get('train_type_ids')}, two "
+                "different instances per type, each through the capture simulator at strength "
+                f"U{tuple(summary.get('capture_strength', []))}, rendered at long side "
+                f"{summary.get('render_long_side')} px")  # fmt: skip
+    return (
+        f"per step {mix['types']} synthetic document types ({gen}, ids in "
+        f"{summary.get('train_type_ids')}; two instances = one class), {mix['pages']} synthetic "
+        f"text pages in real fonts ({summary.get('layouts')}, pool of {mix['pages_n']}) and "
+        f"{mix['real']} real PDF pages (pool of {mix['real_n']} pages of the TRAIN packages, "
+        f"groups of up to {mix['group']} pages of one PDF); each page one class; two views "
+        "each: resampled to a long side in "
+        f"{mix['resample_range']} px (bilinear with p={mix['p_alias']}, else area), then "
+        f"photographed on a desk (p={mix['p_photo']}) or the flat capture simulator, strength "
+        f"U{tuple(mix['strength'])}; view A of a page is clean with p={mix['p_clean_a']}"
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -31,7 +31,9 @@ write_documents(evaluation, types=20, per_type=4, first_type_id=700, capture_str
 for table in calibrate_thresholds(bundle, calibration, replace=True).values():
     print(describe_table(table), end="\n\n")
 
-tolerances = load_tolerances(overrides={"int8": {"neighbour_agreement": 0.95}})  # one more check
+# One more check for int8 (neighbour agreement), and the worst-image cosine relaxed from the
+# export gate's 0.97 to 0.9 for these harder captures: the report lists that relaxation.
+tolerances = load_tolerances(overrides={"int8": {"neighbour_agreement": 0.95, "cos_min": 0.9}})
 result = run_parity(bundle, evaluation, tolerances=tolerances, tensorrt=False)
 golden = write_golden_for_bundle(work / "report" / "golden", load_bundle(bundle), result)
 files = write_report(result, work / "report", polygraphy=golden["commands"])

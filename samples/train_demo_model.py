@@ -56,18 +56,12 @@ import torch
 import torch.nn.functional as F
 
 from docedge.export.model import ARCHITECTURE, INPUT_SIZE, build_model
-from docedge.synth.captures import capture
-from docedge.synth.documents import (
-    FIRST_TRAIN_TYPE_ID,
-    GENERATOR_VERSION,
-    DocumentType,
-    render,
-)
+from docedge.synth.documents import FIRST_TRAIN_TYPE_ID, GENERATOR_VERSION
+from docedge.synth.layouts import LAYOUT_VERSION
+from docedge.synth.mix import LAST_TRAIN_TYPE_ID, MixSpec, TrainingMix
 
 log = logging.getLogger("train_demo")
 
-#: Training type ids are drawn from [FIRST_TRAIN_TYPE_ID, LAST_TRAIN_TYPE_ID).
-LAST_TRAIN_TYPE_ID = 2_000_000
 #: Capture strength of each training view: uniform in this range.
 STRENGTH_RANGE = (0.3, 1.0)
 RENDER_LONG_SIDE = 256
@@ -79,29 +73,19 @@ def to_chw(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.astype(np.float32).transpose(2, 0, 1) / 255.0)
 
 
-def make_batch(seed: int, step: int, types: int) -> torch.Tensor:
-    """Batch ``step``: (2 * types, 3, 128, 128), view A of every type then view B, same order.
-
-    The two views of a type are different instances (text, photo, jitter), each through an
-    independent capture simulation, so the network learns type identity, not instance identity.
-    """
-    rng = np.random.default_rng([seed, step, 31])
-    tids = rng.choice(np.arange(FIRST_TRAIN_TYPE_ID, LAST_TRAIN_TYPE_ID), types, replace=False)
-    views: list = [[], []]
-    for tid in tids:
-        t = DocumentType.from_id(int(tid))
-        inst = rng.choice(10**9, 2, replace=False)
-        for v in range(2):
-            img = render(t, int(inst[v]), RENDER_LONG_SIDE)
-            views[v].append(to_chw(capture(img, rng, float(rng.uniform(*STRENGTH_RANGE)))))
-    return torch.from_numpy(np.stack(views[0] + views[1]))
+def make_batch(mix: TrainingMix, seed: int, step: int) -> torch.Tensor:
+    """Batch ``step``: (2 * classes, 3, 128, 128), view A of every class then view B, same order
+    (see :class:`docedge.synth.mix.TrainingMix`: synthetic types, synthetic text pages and real
+    PDF pages; each page one class, each synthetic type one class)."""
+    A, B, _ = mix.batch(seed, step)
+    return torch.from_numpy(np.stack([to_chw(im) for im in A + B]))
 
 
 class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
-    """Batches ``start, start + 1, ...`` (generated in a worker process, overlapping compute)."""
+    """Batches ``start, start + 1, ...`` (inline or in a worker process)."""
 
-    def __init__(self, seed: int, start: int, types: int) -> None:
-        self.seed, self.start, self.types = seed, start, types
+    def __init__(self, mix: TrainingMix, seed: int, start: int) -> None:
+        self.mix, self.seed, self.start = mix, seed, start
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         # With W workers, worker w makes batches start + w, start + w + W, ...; the DataLoader
@@ -109,7 +93,7 @@ class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         info = torch.utils.data.get_worker_info()
         step, stride = (self.start, 1) if info is None else (self.start + info.id, info.num_workers)
         while True:
-            yield make_batch(self.seed, step, self.types)
+            yield make_batch(self.mix, self.seed, step)
             step += stride
 
 
@@ -144,7 +128,17 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=0, help="total steps (0: schedule over --minutes)")
     p.add_argument("--minutes", type=float, default=55.0, help="training wall time with --steps 0")
     p.add_argument("--max-minutes", type=float, default=80.0, help="hard stop (saves; resumable)")
-    p.add_argument("--types", type=int, default=32, help="document types per batch (2 views each)")
+    p.add_argument("--types", type=int, default=12,
+                   help="synthetic document types per batch (2 views each)")
+    p.add_argument("--pages", type=int, default=12, help="synthetic text pages per batch")
+    p.add_argument("--real", type=int, default=16, help="real PDF pages per batch")
+    p.add_argument("--group", type=int, default=4, help="real pages per PDF in a batch, at most")
+    p.add_argument("--pages-dir", type=Path, default=Path("/work/demo_data/synth_pages"))
+    p.add_argument("--real-dir", type=Path, default=Path("/work/demo_data/real_train"))
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these weights (.safetensors), e.g. the previous demo model")
+    p.add_argument("--keep-every", type=int, default=0,
+                   help="also keep WORK/step<N>.safetensors every N steps (0: never)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=100)
@@ -153,8 +147,8 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     p.add_argument("--scale-init", type=float, default=16.0)
     p.add_argument("--scale-max", type=float, default=64.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--workers", type=int, default=1, help="data worker processes (0: inline)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="data worker processes (0: inline)")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=20)
     return p.parse_args(argv)
@@ -162,9 +156,17 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
 
 def recipe(a: argparse.Namespace) -> Dict[str, Any]:
     """The hyper-parameters that define the run (stored in checkpoints and the summary)."""
-    keys = ("steps", "minutes", "types", "lr", "weight_decay", "warmup", "margin", "margin_ramp",
-            "scale_init", "scale_max", "seed")  # fmt: skip
-    return {k: getattr(a, k) for k in keys}
+    keys = ("steps", "minutes", "types", "pages", "real", "group", "lr", "weight_decay", "warmup",
+            "margin", "margin_ramp", "scale_init", "scale_max", "seed")  # fmt: skip
+    r = {k: getattr(a, k) for k in keys}
+    r["init"] = a.init.name if a.init else None
+    return r
+
+
+def mix_of(a: argparse.Namespace) -> TrainingMix:
+    spec = MixSpec(types=a.types, pages=a.pages, real=a.real, group=a.group,
+                   strength=STRENGTH_RANGE)  # fmt: skip
+    return TrainingMix(spec, a.pages_dir if a.pages else None, a.real_dir if a.real else None)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -175,6 +177,13 @@ def main(argv: Optional[list] = None) -> int:
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     net = build_model().train()
+    if a.init is not None:
+        from safetensors.torch import load_file
+
+        net.load_state_dict(load_file(str(a.init)))
+        log.info("initialized from %s", a.init)
+    mix = mix_of(a)
+    classes = mix.spec.classes
     scale = torch.nn.Parameter(torch.tensor(math.log(a.scale_init)))
     opt = torch.optim.AdamW([{"params": net.parameters(), "weight_decay": a.weight_decay},
                              {"params": [scale], "weight_decay": 0.0}], lr=a.lr)  # fmt: skip
@@ -184,7 +193,7 @@ def main(argv: Optional[list] = None) -> int:
         return 2
     if a.resume:
         state = torch.load(ckpt, weights_only=True)
-        if state["recipe"] != recipe(a):
+        if state["recipe"] != recipe(a) or state.get("mix", mix.describe()) != mix.describe():
             log.error("recipe differs from the checkpoint's: %s vs %s", recipe(a), state["recipe"])
             return 2
         net.load_state_dict(state["net"])
@@ -192,8 +201,9 @@ def main(argv: Optional[list] = None) -> int:
         scale.data = state["scale"]
         start, elapsed_before = int(state["step"]), float(state["seconds"])
         log.info("resumed at step %d (%.0f s so far)", start, elapsed_before)
-    log.info("recipe %s; generator %s; torch %s, %d threads", recipe(a), GENERATOR_VERSION,
-             torch.__version__, torch.get_num_threads())  # fmt: skip
+    log.info("recipe %s; mix %s; generators %s, %s; torch %s, %d threads", recipe(a),
+             mix.describe(), GENERATOR_VERSION, LAYOUT_VERSION, torch.__version__,
+             torch.get_num_threads())  # fmt: skip
 
     t0 = time.time()
 
@@ -203,16 +213,18 @@ def main(argv: Optional[list] = None) -> int:
     def save(step: int) -> None:
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "scale": scale.data,
-                    "step": step, "seconds": seconds(), "recipe": recipe(a)},
-                   tmp)  # fmt: skip
+                    "step": step, "seconds": seconds(), "recipe": recipe(a),
+                    "mix": mix.describe()}, tmp)  # fmt: skip
         os.replace(tmp, ckpt)
+        if a.keep_every and step % a.keep_every == 0:
+            keep(a.work / f"step{step:05d}.safetensors", net, step)
 
     loader = torch.utils.data.DataLoader(
-        Batches(a.seed, start, a.types), batch_size=None, num_workers=a.workers,
+        Batches(mix, a.seed, start), batch_size=None, num_workers=a.workers,
         worker_init_fn=_worker_init if a.workers else None,
         prefetch_factor=4 if a.workers else None,
     )  # fmt: skip
-    target = torch.arange(a.types)
+    target = torch.arange(classes)
     budget = a.minutes * 60
     step = start
     total = str(a.steps) if a.steps else f"{a.minutes:g}min"
@@ -228,7 +240,7 @@ def main(argv: Optional[list] = None) -> int:
             g["lr"] = lr
         s = scale.exp().clamp(max=a.scale_max)
         m = a.margin * min(1.0, step / a.margin_ramp)
-        loss, cos = in_batch_cosface(net.forward_features(x), a.types, s, m)
+        loss, cos = in_batch_cosface(net.forward_features(x), classes, s, m)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -255,13 +267,29 @@ def main(argv: Optional[list] = None) -> int:
             return 3
     save(step)
     finish(
-        a.work, net, step, seconds(), recipe(a), float(scale.detach().exp().clamp(max=a.scale_max))
+        a.work, net, step, seconds(), recipe(a), float(scale.detach().exp().clamp(max=a.scale_max)),
+        mix.describe(),
     )
     return 0
 
 
+def keep(path: Path, net: torch.nn.Module, step: int) -> None:
+    """Eval-mode weights of the current step (the running BatchNorm statistics), atomically;
+    the network is back in training mode afterwards."""
+    from safetensors.torch import save_file
+
+    was = net.training
+    net.eval()
+    state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    net.train(was)
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE, "producer": "docedge",
+                                         "step": str(step)})  # fmt: skip
+    os.replace(tmp, path)
+
+
 def finish(work: Path, net: torch.nn.Module, steps: int, secs: float, rec: Dict[str, Any],
-           scale: float) -> None:  # fmt: skip
+           scale: float, mix: Optional[Dict[str, Any]] = None) -> None:  # fmt: skip
     """Write eval-mode weights (safetensors) and the run summary to ``work``."""
     from safetensors.torch import save_file
 
@@ -271,7 +299,8 @@ def finish(work: Path, net: torch.nn.Module, steps: int, secs: float, rec: Dict[
               metadata={"architecture": ARCHITECTURE, "producer": "docedge"})  # fmt: skip
     summary = {
         "steps": steps, "seconds": round(secs, 1), "recipe": rec, "final_scale": scale,
-        "generator": GENERATOR_VERSION, "train_type_ids": [FIRST_TRAIN_TYPE_ID, LAST_TRAIN_TYPE_ID],
+        "generator": GENERATOR_VERSION, "layouts": LAYOUT_VERSION, "mix": mix,
+        "train_type_ids": [FIRST_TRAIN_TYPE_ID, LAST_TRAIN_TYPE_ID],
         "capture_strength": list(STRENGTH_RANGE), "render_long_side": RENDER_LONG_SIDE,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",

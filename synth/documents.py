@@ -19,7 +19,7 @@ long side of 256 px one render takes about 1 ms on one core (the network sees 12
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -296,13 +296,3 @@ def render(t: DocumentType, instance_seed: int, long_side: int = 256) -> np.ndar
     return img
 
 
-def render_type(
-    type_id: int, instance_seed: int, seed: int = 0, long_side: int = 256
-) -> np.ndarray:
-    """Shorthand: ``render(DocumentType.from_id(type_id, seed), instance_seed, long_side)``."""
-    return render(DocumentType.from_id(type_id, seed), instance_seed, long_side)
-
-
-def type_ids(count: int, first: int = 0) -> List[int]:
-    """``count`` consecutive type ids from ``first`` (evaluation sets use ids < 1000)."""
-    return list(range(first, first + count))

@@ -90,3 +90,22 @@ def test_missing_and_corrupt_files(tmp_path):
 
 class _Custom:
     pass
+
+
+class HyperParams:  # a class outside torch's safe list, as Lightning's hyper_parameters hold
+    def __init__(self) -> None:
+        self.lr = 1e-3
+
+
+def test_a_blocked_class_is_named_with_the_exact_command_to_extract_the_weights(tmp_path):
+    import torch
+
+    from docedge.export.checkpoint import CheckpointError, read_state_dict
+
+    path = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": HyperParams()}, path)
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(path)
+    msg = str(info.value)
+    assert "HyperParams" in msg and "safe_globals" in msg and "weights.pt" in msg
+    assert "\x1b[" not in msg  # no terminal escape codes

@@ -234,7 +234,7 @@ def test_an_empty_gallery_answers_unknown(bundle_copy, tmp_path):
     Gallery.create(tmp_path / "g.gal", load_bundle(bundle_copy).fingerprint("fp32"))
     clf = Classifier(bundle_copy, tmp_path / "g.gal", threshold=0.5)
     (d,) = clf.decide(np.eye(1, 256, dtype=np.float32))
-    assert d.label is None and d.best is None and d.is_unknown and d.error is None
+    assert d.label is None and d.best is None and d.error is None
 
 
 def test_a_gallery_of_another_precision_is_refused_naming_it(bundle_copy, tmp_path):

@@ -196,3 +196,22 @@ def test_concurrent_register_syncs_never_duplicate_entries(tmp_path, trial):
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     g = Gallery.open(path, verify=True)
     assert len(g) == 12 and len(set(g.row_labels)) == 12
+
+
+def test_add_and_build_give_a_file_the_same_label(tmp_path):
+    """c7066f8: build labelled register/passport/front.png 'passport_front', add said 'front'."""
+    from docedge.runtime.gallery_sync import add_images
+
+    reg = tmp_path / "register"
+    write_image(reg / "passport" / "front.png", seed=1)
+    write_image(reg / "visa.png", seed=2)
+    path = tmp_path / "g.gal"
+    sync_register(path, FakeEmbedder(), reg)
+    write_image(reg / "passport" / "back.png", seed=3)
+    write_image(reg / "ids" / "card.png", seed=4)
+    add_images(path, FakeEmbedder(), [reg / "passport" / "back.png", reg / "ids"])
+    labels = sorted(Gallery.open(path).labels)
+    assert labels == ["ids_card", "passport_back", "passport_front", "visa"]
+    outside = write_image(tmp_path / "elsewhere" / "memo.png", seed=5)
+    add_images(path, FakeEmbedder(), [outside])
+    assert "memo" in Gallery.open(path).labels

@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,11 +215,12 @@ def test_bench_measures_tensorrt_throughput(gpu_bundle, tmp_path, monkeypatch, c
     for precision in ("fp32", "fp16", "int8"):
         assert main(["build-engine", str(gpu_bundle.path), "--precision", precision]) == 0
     capsys.readouterr()
-    assert main(["bench", str(gpu_bundle.path), "--backend", "tensorrt", "--precision", "all",
-                 "--batch-sizes", "1,32,64", "--gallery-sizes", "", "--no-torch", "--json"]) == 0
+    assert main(["bench", str(gpu_bundle.path), "--tensorrt", "--precision", "all", "--rounds",
+                 "2", "--batch-sizes", "1,32,64", "--gallery-sizes", "", "--no-torch",
+                 "--json"]) == 0  # fmt: skip
     report = json.loads(capsys.readouterr().out)
-    cases = [c for c in report["cases"] if c["engine"] == "tensorrt"]
-    assert {c["precision"] for c in cases} == {"fp32", "fp16", "int8"}
+    cases = [c for c in report["summary"] if c["engine"].startswith("tensorrt-")]
+    assert {c["engine"] for c in cases} == {"tensorrt-fp32", "tensorrt-fp16", "tensorrt-int8"}
     assert all(c["images_per_s"] > 0 for c in cases)
     print(json.dumps(cases, indent=1))
 
@@ -228,4 +228,3 @@ def test_bench_measures_tensorrt_throughput(gpu_bundle, tmp_path, monkeypatch, c
 def test_gpu_skip_reason_is_explicit():
     """Runs everywhere: the reason the GPU tests skip (or that they can run) is stated."""
     assert REASON == "" or any(w in REASON for w in ("tensorrt", "pycuda", "CUDA", "GPU"))
-    assert Path(__file__).name == "test_tensorrt_gpu.py"

@@ -118,9 +118,16 @@ def test_every_precision_gets_its_own_table_and_one_can_be_redone_alone(
     assert m["thresholds"]["fp16"]["source"]["artifact_sha256"] == load_bundle(
         bundle_copy).artifact("fp16").sha256  # fmt: skip
     fp32_before = m["thresholds"]["fp32"]
+    # An existing table is never replaced silently (c7066f8 swapped the model card's table)
+    from docedge.runtime.errors import ThresholdError
+
+    with pytest.raises(ThresholdError, match=r"already has a fp16 table.*--replace"):
+        run_cli("thresholds", str(bundle_copy), "--images", str(labelled), "--precision", "fp16")
     assert run_cli("thresholds", str(bundle_copy), "--images", str(labelled),
-                   "--precision", "fp16") == 0  # fmt: skip
-    assert read_manifest(bundle_copy)["thresholds"]["fp32"] == fp32_before
+                   "--precision", "fp16", "--replace") == 0  # fmt: skip
+    after = read_manifest(bundle_copy)["thresholds"]
+    assert after["fp32"] == fp32_before
+    assert after["fp16"]["source"]["replaces"]["origin"] == "docedge calibrate thresholds"
 
 
 def test_impostor_sampling_is_stated_and_dry_run_writes_nothing(bundle_copy, labelled, capsys):

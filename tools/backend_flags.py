@@ -34,7 +34,10 @@ def providers(args: argparse.Namespace) -> List[str]:
 
 def backend_options(args: argparse.Namespace) -> Dict[str, Any]:
     """Keyword options for the backend ``args.backend`` names."""
-    if getattr(args, "backend", "onnxruntime") != "onnxruntime":
+    backend = getattr(args, "backend", "onnxruntime")
+    if backend == "openvino":
+        return {"threads": int(args.threads)}
+    if backend != "onnxruntime":
         return {}
     return {"providers": providers(args), "intra_op_threads": int(args.threads),
             "allow_spinning": bool(args.spinning)}  # fmt: skip

@@ -71,7 +71,8 @@ def convert_ncnn_torch(
     with tempfile.TemporaryDirectory(prefix="docedge-pnnx-") as tmp:
         pt = Path(tmp) / "model.pt"
         with torch.no_grad():
-            torch.jit.trace(net.eval(), torch.zeros(1, 3, 128, 128)).save(str(pt))  # type: ignore[no-untyped-call]
+            traced = torch.jit.trace(net.eval(), torch.zeros(1, 3, 128, 128))  # type: ignore[no-untyped-call]
+            traced.save(str(pt))
         _pnnx(pt, out, stem, precision)
     return _fields(precision, "TorchScript trace of the PyTorch reference")
 

@@ -9,7 +9,7 @@ from .base import Backend
 if TYPE_CHECKING:
     from ..bundle import Bundle
 
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 def create_backend(
@@ -18,7 +18,8 @@ def create_backend(
     """Open the bundle's artifact of ``precision`` with ``backend``.
 
     ``options`` go to the backend's constructor (for ONNX Runtime: ``providers``,
-    ``intra_op_threads``, ``graph_optimization``; for TensorRT: see its module).
+    ``intra_op_threads``, ``allow_spinning``, ``graph_optimization``; for OpenVINO:
+    ``inference_precision``, ``performance_hint``, ``threads``; for TensorRT: see its module).
     """
     if backend == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
@@ -30,6 +31,12 @@ def create_backend(
             output_name=bundle.output_name,
             **options,
         )
+    if backend == "openvino":
+        from .openvino_backend import OpenVINOBackend
+
+        return OpenVINOBackend(bundle.artifact_path(precision, "onnx"), precision=precision,
+                               input_name=bundle.input_name, output_name=bundle.output_name,
+                               **options)  # fmt: skip
     if backend == "tensorrt":
         from .tensorrt.runner import TensorRTBackend
 

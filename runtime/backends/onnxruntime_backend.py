@@ -53,11 +53,6 @@ def resolve_provider_name(name: str) -> str:
     return PROVIDER_ALIASES.get(name.lower(), name)
 
 
-def available_providers() -> List[str]:
-    """Providers this ONNX Runtime build offers (may still fail to load, e.g. no CUDA libs)."""
-    return list(import_onnxruntime().get_available_providers())
-
-
 class OnnxRuntimeBackend:
     """Runs one ONNX file with ONNX Runtime.
 

@@ -28,7 +28,7 @@ def register_int8(sub: Any) -> None:
     p.add_argument("bundle", type=Path, help="bundle directory (with model_fp32.onnx)")
     p.add_argument("--images", type=Path, required=True, help="calibration image folder")
     p.add_argument("--method", choices=list(METHODS),
-                   help="range method (default: the measured choice, see docs/int8.md)")  # fmt: skip
+                   help="range method (default: the measured choice, see docs/precision.md)")  # fmt: skip
     p.add_argument("--percentile", type=float,
                    help="for --method percentile (default: the measured choice)")  # fmt: skip
     p.add_argument("--max-images", type=int, default=1000,

@@ -52,8 +52,31 @@ def register(sub: Any) -> None:
                    help="write the Polygraphy golden files here (default: REPORT/golden)")
     p.add_argument("--golden-images", type=int, default=16, metavar="N",
                    help="images in the golden files (default 16; 0: none)")
+    p.add_argument("--reference", type=Path, default=None, metavar="BUNDLE",
+                   help="compare against another bundle's fp32 artifact instead of the PyTorch "
+                   "reference (same as `docedge compare`)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(func=run)
+
+    c = sub.add_parser(
+        "compare",
+        help="task-level comparison of two bundles (a new release against the last one, or "
+        "against an imported released ONNX file) with parity's checks, report and exit codes",
+        description="Embed the same images with BUNDLE_A's fp32 artifact (the reference) and "
+        "every artifact of BUNDLE_B; check embeddings, neighbours, decisions, TPR@FPR and "
+        "ranking (NDCG, mAP@R, recall@k). Exit 0: all pass; 1: a check failed; 2: usage/input.",
+    )
+    c.add_argument("bundle_a", type=Path, help="the reference bundle (e.g. the last release)")
+    c.add_argument("bundle_b", type=Path, help="the bundle under test")
+    c.add_argument("--images", type=Path, required=True, help="labelled images DIR/<class>/*")
+    for flag in ("--precision", "--providers", "--fpr", "--threshold", "--config", "--tol",
+                 "--report", "--max-impostors"):  # fmt: skip
+        action = next(a for a in p._actions if flag in a.option_strings)
+        c.add_argument(flag, default=action.default, type=action.type, help=action.help,
+                       metavar=action.metavar,
+                       **({"action": "append"} if flag == "--tol" else {}))  # fmt: skip
+    add_json_flag(c)
+    c.set_defaults(func=run_compare)
 
 
 def parse_overrides(items: List[str]) -> Dict[str, Dict[str, Any]]:
@@ -70,6 +93,16 @@ def parse_overrides(items: List[str]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    """``compare A B`` is ``parity B --reference A`` without TensorRT or goldens."""
+    ns = argparse.Namespace(**vars(args), bundle=args.bundle_b, reference=args.bundle_a,
+                            checkpoint=None, random_init=False, seed=0, gallery=None,
+                            no_tensorrt=True, golden=None, golden_images=0)  # fmt: skip
+    if ns.tol is None:
+        ns.tol = []
+    return run(ns)
+
+
 def run(args: argparse.Namespace) -> int:
     from docedge.calibration.parity import load_tolerances, run_parity
     from docedge.calibration.reports import markdown, write_report
@@ -82,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         providers=[p for p in args.providers.split(",") if p] or ["cpu"],
         tensorrt=not args.no_tensorrt, tolerances=tol, fpr=args.fpr, threshold=args.threshold,
         gallery=args.gallery, max_impostors=args.max_impostors,
+        reference_bundle=getattr(args, "reference", None),
     )  # fmt: skip
     files: Dict[str, str] = {}
     commands: Dict[str, str] = {}

@@ -34,6 +34,7 @@ from ...bundle import PRECISIONS, Bundle, load_bundle
 from ...errors import BackendUnavailableError, BundleError
 from ...hashing import sha256_bytes
 from . import compat
+from .calibration_cache import CACHE_FORMAT, CalibrationCacheError, check_cache_content, parse_cache
 from .engine_cache import (
     EngineCacheMismatch,
     EngineKey,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:  # checked against tensorrt-stubs
 logger = logging.getLogger(__name__)
 
 #: Manifest format of the bundle's TensorRT INT8 calibration cache (precision "int8").
-CACHE_FORMAT = "trt-calibration-cache"
 
 
 class EngineBuildError(BackendUnavailableError):
@@ -92,12 +92,6 @@ def gpu_device(index: int = 0) -> compat.DeviceInfo:
         except BackendUnavailableError:
             raise e from None
     return compat.device_info(cuda, index)
-
-
-def device_info(index: int = 0) -> Tuple[str, str]:
-    """``(GPU name, compute capability "8.7")`` of CUDA device ``index``."""
-    d = gpu_device(index)
-    return d.name, d.compute_capability
 
 
 # --- calibration cache ------------------------------------------------------------------------
@@ -175,6 +169,14 @@ def select_calibration_cache(bundle: Bundle) -> CalibrationCache:
     if line and not first.startswith(str(line)):
         raise BundleError(f"{path}: header {first!r} disagrees with the manifest's "
                           f"trt_version_line {line!r}")  # fmt: skip
+    try:
+        parsed = parse_cache(data.decode("ascii"), str(path))
+        qdq = bundle.artifact("int8", "onnx").record if "int8" in bundle.precisions else None
+        check_cache_content(parsed, art.record, qdq, str(path))
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: not an ASCII calibration cache") from None
+    except CalibrationCacheError as e:
+        raise BundleError(str(e)) from None
     data_sha = art.record.get("data_sha256")
     float_nodes = tuple(str(n) for n in art.record.get("float_nodes") or ())
     return CalibrationCache(art.file, data, sha, first.strip(), code, algorithm, fp32_sha,
@@ -216,18 +218,6 @@ def _key(trt: Any, bundle: Bundle, precision: str, mode: str, profile: Profile,
     return EngineKey(_source_sha(bundle, precision, mode), precision, mode,
                      str(trt.__version__), device.compute_capability, profile, dla_core,
                      version_compatible, cal_sha, device.name)  # fmt: skip
-
-
-def engine_key(trt: Any, bundle: Bundle, precision: str, profile: Profile, implicit: bool = False,
-               dla_core: Optional[int] = None, version_compatible: bool = False,
-               device: Optional[compat.DeviceInfo] = None) -> EngineKey:  # fmt: skip
-    """The cache key for building/finding this engine on this device."""
-    mode = choose_mode(trt, precision, implicit)
-    cal_sha = None
-    if mode == "implicit" and precision == "int8":
-        cal_sha = select_calibration_cache(bundle).sha256
-    dev = device if device is not None else gpu_device(0)
-    return _key(trt, bundle, precision, mode, profile, dev, dla_core, version_compatible, cal_sha)
 
 
 def candidate_keys(trt: Any, bundle: Bundle, precision: str, device: compat.DeviceInfo,
