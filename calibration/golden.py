@@ -107,9 +107,10 @@ def polygraphy_command(model: Union[str, Path], files: Dict[str, str], precision
 
 
 def polygraphy_commands(bundle: Any, files: Dict[str, str]) -> Dict[str, str]:
-    """``{precision: command}`` for every ONNX artifact of ``bundle``."""
+    """``{precision: command}`` for every main ONNX artifact of ``bundle`` (fixed-shape
+    variants such as the NHWC batch-1 copy take other inputs and are left out)."""
     return {a.precision: polygraphy_command(bundle.path / a.file, files, a.precision)
-            for a in bundle.artifacts if a.format == "onnx"}  # fmt: skip
+            for a in bundle.artifacts if a.format == "onnx" and not a.variant}  # fmt: skip
 
 
 def write_golden_for_bundle(out_dir: Union[str, Path], bundle: Any, result: Any,

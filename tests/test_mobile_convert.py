@@ -205,3 +205,40 @@ def test_mobile_runs_reproduce_the_gate(ort_bundle, seeded_reference):
         got = embed(x)
         assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4), name  # accel output normalized here
         assert agreement(ref, got).cos_min > 0.9999, name
+
+
+def test_vectors_alone(bundle_copy, seeded_reference):
+    from docedge.export.formats.convert import add_test_vectors
+    from docedge.runtime.test_vectors import load_test_vectors
+
+    report = add_test_vectors(bundle_copy, seeded_reference)
+    assert [r["file"] for r in report.records] == ["test_vectors.zip"]
+    b = load_bundle(bundle_copy)
+    assert b.artifact("fp32", "test-vectors").file == "test_vectors.zip"
+    tv = load_test_vectors(bundle_copy)
+    assert len(tv.names) >= 5
+    # converting again replaces the record (one per format/precision/variant), no duplicates
+    add_test_vectors(bundle_copy, seeded_reference)
+    assert [a.file for a in load_bundle(bundle_copy).artifacts].count("test_vectors.zip") == 1
+
+
+def test_export_formats_goes_through_convert(tmp_path):
+    """``docedge export --formats onnx,ort`` (the lead's pipeline) lands the ORT artifacts."""
+    from docedge.tools.cli import main
+
+    out = tmp_path / "b"
+    rc = main(["export", "--random-init", "--seed", "0", "--out", str(out), "--formats", "onnx,ort"])
+    assert rc == 0
+    files = {a.file for a in load_bundle(out).artifacts}
+    assert {"model_fp32.onnx", "model_fp32.ort", "model_fp32_b1_accel.ort", "test_vectors.zip"} <= files
+
+
+def test_cli_gate_failure_exits_1_and_names_the_file(bundle_copy, capsys, monkeypatch):
+    from docedge.export.formats import gate
+    from docedge.tools.cli import main
+
+    monkeypatch.setitem(gate.GATES, "fp32", {"cos_min": 1.1, "cos_mean": 1.1, "decision_agreement": 1.0})
+    rc = main(["convert", str(bundle_copy), "--formats", "ort", "--random-init", "--no-benchmark", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and out["ok"] is False and out["error"] == "GateError"
+    assert "model_fp32.ort" in out["message"] and any(f["file"] == "model_fp32.ort" for f in out["failed"])

@@ -469,14 +469,24 @@ def convert_bundle(
                               f"mean {f['verification'].get('cos_mean', float('nan')):.5f} "
                               f"decisions {f['verification'].get('decision_agreement', float('nan')):.3f} "
                               f"(gate {f['verification'].get('gate')})" for f in report.failed)  # fmt: skip
-            raise GateError(f"{root}: {len(report.failed)} converted artifact(s) failed the gate, nothing "
+            err = GateError(f"{root}: {len(report.failed)} converted artifact(s) failed the gate, nothing "
                             f"committed: {lines}")  # fmt: skip
+            err.report = report  # type: ignore[attr-defined]
+            raise err
         report.records = [_stage(tx, work, s) for s in staged]
     try:
         load_bundle(root)
     except BundleError as e:  # pragma: no cover - would be a bug in the records above
         raise ConversionError(f"{root}: the converted bundle does not verify ({e})") from None
     return report
+
+
+def add_test_vectors(
+    bundle_dir: Union[str, Path], reference: Optional[ReferenceModel] = None
+) -> ConvertReport:
+    """Only the pre-processing test vectors (``test_vectors.zip``), for bundles that ship no
+    mobile format: ``convert_bundle(bundle_dir, [], reference)``."""
+    return convert_bundle(bundle_dir, [], reference=reference, benchmark=False)
 
 
 def _gate(s: Staged, data: gating.GateData, benchmark: bool) -> None:

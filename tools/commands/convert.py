@@ -68,17 +68,31 @@ def table_lines(records: List[Dict[str, Any]]) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     from docedge.export.formats.convert import convert_bundle, parse_formats
+    from docedge.export.gates import GateError
 
     try:
         formats = parse_formats(args.formats)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    report = convert_bundle(
-        args.bundle, formats, checkpoint=args.checkpoint,
-        random_init_seed=args.seed if args.random_init else None, calib_images=args.calib_images,
-        options={"calib_max_images": args.calib_max_images, "tflite_float_head": args.tflite_float_head},
-        benchmark=not args.no_benchmark,
-    )  # fmt: skip
+    try:
+        report = convert_bundle(
+            args.bundle,
+            formats,
+            checkpoint=args.checkpoint,
+            random_init_seed=args.seed if args.random_init else None,
+            calib_images=args.calib_images,
+            options={"calib_max_images": args.calib_max_images, "tflite_float_head": args.tflite_float_head},
+            benchmark=not args.no_benchmark,
+        )
+    except GateError as e:  # a failed check: exit 1, nothing committed
+        failed = getattr(e, "report", None)
+        if args.json:
+            print_json(
+                {**(failed.to_json() if failed else {}), "ok": False, "error": "GateError", "message": str(e)}
+            )
+        else:
+            print(f"gate failed: {e}")
+        return 1
     if args.json:
         print_json(report.to_json())
     else:
