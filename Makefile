@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.docedge-installed
 
-.PHONY: setup demo test lint typecheck pytest clean
+.PHONY: setup demo test test-fast lint typecheck pytest clean
 
 setup: $(STAMP)
 
@@ -35,9 +35,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
+# Everything (what CI runs). `make test-fast` skips the tests marked slow (kills, full exports,
+# the demo, Ray): a few minutes on 2 cores for the edit-test loop.
 test: lint typecheck pytest
+
+test-fast: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

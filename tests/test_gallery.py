@@ -148,6 +148,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_gallery_survives_sigkill_at_random_moments(tmp_path):
     path = tmp_path / "g.gal"
     Gallery.create(path, FP)

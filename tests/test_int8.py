@@ -81,6 +81,7 @@ def test_reader_streams_batches_for_onnxruntime(calib_dir):
     assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_every_method_gives_ranges_within_minmax(fp32_model, calib_dir):
     batches = _batches(calib_dir)
     res = {m: compute_ranges(fp32_model, batches, m, progress=False) for m in METHODS}

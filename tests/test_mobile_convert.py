@@ -118,6 +118,7 @@ def test_parse_formats():
         parse_formats("ort,pb")
 
 
+@pytest.mark.slow
 def test_cli_convert_json(bundle_copy, capsys):
     from docedge.tools.cli import main
 

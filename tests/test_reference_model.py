@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import torch
 
 from docedge.export.model import build_model, count_parameters
@@ -62,6 +64,7 @@ def test_seeded_reference_is_input_dependent(seeded_reference):
     assert mean_pairwise_cosine(seeded) < 0.5
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_weights():
     from docedge.export.reference import seeded_model
 
