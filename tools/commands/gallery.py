@@ -171,14 +171,14 @@ def run_info(args: argparse.Namespace) -> int:
         return 0 if ok else 1
     for k in ("path", "schema_version", "count", "labels", "sub_labels", "dim", "dtype",
               "created", "updated", "next_id"):  # fmt: skip
-        print(f"{k:<16}{info[k]}")
-    print(f"{'size':<16}{human_size(info['size_bytes'])}")
+        print(f"{k + ':':<26} {info[k]}")
+    print(f"{'size:':<26} {human_size(info['size_bytes'])}")
     for k, v in info["fingerprint"].items():
-        print(f"{'fp.' + k:<16}{str(v)[:72]}")
+        print(f"{'fingerprint.' + k + ':':<26} {str(v)[:72]}")
     if info["verified"]:
-        print("verified        yes (header, label sections and embedding checksums)")
+        print(f"{'verified:':<26} yes (header, label sections and embedding checksums)")
     if args.bundle:
-        print("bundle          " + ("compatible" if ok else "NOT compatible: "
+        print(f"{'bundle:':<26} " + ("compatible" if ok else "NOT compatible: "
                                     + "; ".join(info["bundle_differences"])))  # fmt: skip
     return 0 if ok else 1
 
