@@ -37,5 +37,6 @@ def test_demo_main_job(tmp_path, capsys):
         assert c["top1_registered"] >= 0.9, key
         if c["fpr"] == 1e-3:
             assert c["unknown_rejection"] >= 0.8, key
-    assert {b["engine"] for b in report["bench"]} == {"pytorch-eager", "onnxruntime"}
+    assert {b["engine"] for b in report["bench"]} == {"pytorch-eager", "onnxruntime-fp32",
+                                                      "onnxruntime-fp16", "onnxruntime-int8"}
     assert (tmp_path / "demo" / "demo.json").is_file()
