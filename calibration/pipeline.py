@@ -122,7 +122,7 @@ def make_bundle(
     if extra:
         from docedge.export.formats import convert_bundle
 
-        convert_bundle(out, extra, reference=reference)
+        convert_bundle(out, extra, reference=reference, calib_images=calib_images)
     result.bundle = load_bundle(out)
     return result
 
