@@ -557,19 +557,12 @@ def run_parity(
     else:
         net, src = resolve_reference(bundle, checkpoint, random_init_seed)
         ref_name = _describe_reference(src, net)
-    if ref_bundle is not None:
-        backend = create_backend(ref_bundle, "fp32", "onnxruntime", providers=["cpu"])
-        try:
-            ref_all = _embed(backend.run, x, backend.max_batch or batch_size, "reference",
-                             progress)  # fmt: skip
-        finally:
-            backend.close()
-    elif net is not None:
+    if net is not None:
         from docedge.export.gates import torch_embed
 
         ref_all = _embed(lambda b: torch_embed(net, b), x, batch_size, "reference", progress)
-    else:
-        backend = create_backend(bundle, "fp32", "onnxruntime", providers=["cpu"])
+    else:  # another bundle's fp32 (compare), or this bundle's own (an imported ONNX file)
+        backend = create_backend(ref_bundle or bundle, "fp32", "onnxruntime", providers=["cpu"])
         try:
             ref_all = _embed(backend.run, x, backend.max_batch or batch_size, "reference",
                              progress)  # fmt: skip
