@@ -474,32 +474,17 @@ class EngineBuild:
     record: Dict[str, Any]
 
 
-def build(
-    bundle: Union[str, Path, Bundle],
-    precision: str = "fp16",
-    min_batch: Optional[int] = None,
-    opt_batch: Optional[int] = None,
-    max_batch: Optional[int] = None,
-    workspace_mb: int = 1024,
-    timing_cache: Optional[Union[str, Path]] = None,
-    dla_core: Optional[int] = None,
-    version_compatible: bool = False,
-    implicit: bool = False,
-    cache_dir: Optional[Union[str, Path]] = None,
-    force: bool = False,
-    tf32: Optional[bool] = None,
-    device: int = 0,
-) -> EngineBuild:
+def build(bundle: Union[str, Path, Bundle], precision: str = "fp16",
+          min_batch: Optional[int] = None, opt_batch: Optional[int] = None,
+          max_batch: Optional[int] = None, **options: Any) -> EngineBuild:  # fmt: skip
     """Build (or find cached) the TensorRT engine of ``bundle`` for ``precision`` on this GPU.
 
-    Unset batch sizes default for throughput (:func:`make_profile`: 1/32/64). See
-    :func:`build_engine` for the other options.
+    Unset batch sizes default for throughput (:func:`make_profile`: 1/32/64); ``options`` are
+    :func:`build_engine`'s (``workspace_mb``, ``timing_cache``, ``dla_core``,
+    ``version_compatible``, ``implicit``, ``cache_dir``, ``force``, ``tf32``, ``device``).
     """
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    profile = make_profile(min_batch, opt_batch, max_batch)
-    path, built = build_engine(b, precision, profile, workspace_mb=workspace_mb,
-                               timing_cache=timing_cache, dla_core=dla_core,
-                               version_compatible=version_compatible, implicit=implicit,
-                               cache_dir=cache_dir, force=force, tf32=tf32, device=device)
+    path, built = build_engine(b, precision, make_profile(min_batch, opt_batch, max_batch),
+                               **options)  # fmt: skip
     side = sidecar_path(path)
     return EngineBuild(path, side, built, read_sidecar(side))
