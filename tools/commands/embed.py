@@ -18,6 +18,10 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8")
     add_backend_flags(p)
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--ray", action="store_true",
+                   help="bulk job on Ray Data: one docedge actor per worker, Parquet shards of "
+                   "(path, ok, error, embedding) written to --out (a folder); docedge[serve]")  # fmt: skip
+    p.add_argument("--actors", type=positive_int, default=1, help="Ray actors (with --ray)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from docedge.runtime.embedder import Embedder
     from docedge.runtime.errors import DocedgeError
 
+    if args.ray:
+        return _run_ray(args)
     if args.out is not None and not args.out.parent.is_dir():
         raise DocedgeError(f"{args.out}: its folder {args.out.parent} does not exist")
     paths = expand_images(args.images)
@@ -74,3 +80,26 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             print(f"wrote {args.out} {result.embeddings.shape} float32 (failed rows are NaN)")
     return 1 if failed else 0
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    from docedge.runtime.bulk import _import_ray_data, embed_archive
+    from docedge.runtime.errors import DocedgeError
+
+    if args.out is None:
+        raise DocedgeError("--ray needs --out FOLDER for the Parquet shards")
+    ray = _import_ray_data()
+    inputs = str(args.images[0]) if len(args.images) == 1 else [str(p) for p in args.images]
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    try:
+        res = embed_archive(args.bundle, inputs, args.out, precision=args.precision,
+                            num_actors=args.actors, batch_size=args.batch_size,
+                            **backend_options(args))  # fmt: skip
+    finally:
+        ray.shutdown()
+    if args.json:
+        print_json({"ok": res["failed"] == 0, **res})
+    else:
+        print(f"embedded {res['embedded']} of {res['images']} images into {res['out']} "
+              f"({res['failed']} failed; see the shards' error column)")
+    return 0 if res["failed"] == 0 else 1
