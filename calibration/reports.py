@@ -162,12 +162,23 @@ def plots(r: ParityResult, out: Path) -> Dict[str, Path]:
         series += [(name, v["scores"]) for name, v in arts.items() if v.get("scores") is not None]
 
         fig, ax = plt.subplots(figsize=(6.4, 4.8))
+        styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
         for i, (name, (gen, imp)) in enumerate(series):
             fpr, tpr = _roc(gen, imp)
-            ax.step(np.maximum(fpr, 1e-7), tpr, where="post", label=name,
-                    lw=2.2 if i == 0 else 1.2, ls="-" if i == 0 else "--")  # fmt: skip
+            # overlapping curves stay distinguishable: own colour, dash pattern and width
+            ax.step(np.maximum(fpr, 1e-7), tpr, where="post", label=name, color=f"C{i % 10}",
+                    lw=2.6 if i == 0 else 1.4, ls="-" if i == 0 else styles[(i - 1) % len(styles)],
+                    alpha=0.9)  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlim(left=max(1e-6, 0.5 / max(len(series[0][1][1]), 1)))
+        n_imp = max(len(series[0][1][1]), 1)
+        left = max(1e-6, 0.5 / n_imp)
+        ax.set_xlim(left=left, right=1.0)
+        # FPRs below 1/N impostor pairs cannot be measured on this data: shaded, not plotted as if
+        ax.axvspan(left, 1.0 / n_imp, color="0.85", zorder=0,
+                   label=f"unsupported: FPR < 1/{n_imp:,} impostor pairs")  # fmt: skip
+        op_fpr = (r.operating_point or {}).get("fpr")
+        if op_fpr:
+            ax.axvline(op_fpr, color="k", lw=0.9, ls=":", label=f"operating FPR {op_fpr:g}")
         ax.set_xlabel("false positive rate (impostor pairs)")
         ax.set_ylabel("true positive rate (genuine pairs)")
         ax.set_title("ROC: reference and every artifact")
