@@ -242,3 +242,22 @@ def test_cli_gate_failure_exits_1_and_names_the_file(bundle_copy, capsys, monkey
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and out["ok"] is False and out["error"] == "GateError"
     assert "model_fp32.ort" in out["message"] and any(f["file"] == "model_fp32.ort" for f in out["failed"])
+
+
+def test_mobile_backend_adapter(ort_bundle, monkeypatch):
+    from docedge.export.check_images import check_batch
+    from docedge.export.formats import run
+    from docedge.runtime.errors import BackendUnavailableError
+
+    b = load_bundle(ort_bundle[0])
+    name, rec, factory = next(r for r in run.mobile_runs(b) if r[0] == "fp32/ort")
+    backend = run.MobileBackend.from_factory(name, rec, factory)
+    assert backend.max_batch == 32 and backend.describe()["artifact"] == "fp32/ort"
+    assert backend.run(check_batch(2)).shape == (2, 256)
+    backend.close()
+
+    def missing():
+        raise run.ConverterUnavailableError("needs the ncnn package: pip install 'docedge[ncnn]'")
+
+    with pytest.raises(BackendUnavailableError, match=r"docedge\[ncnn\]"):
+        run.MobileBackend.from_factory("fp16/ncnn", {"input": {}}, missing)
