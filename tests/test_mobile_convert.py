@@ -261,3 +261,20 @@ def test_mobile_backend_adapter(ort_bundle, monkeypatch):
 
     with pytest.raises(BackendUnavailableError, match=r"docedge\[ncnn\]"):
         run.MobileBackend.from_factory("fp16/ncnn", {"input": {}}, missing)
+
+
+def test_imported_onnx_bundle_gates_against_its_fp32_onnx(seeded_bundle, tmp_path):
+    """No PyTorch model exists: ORT artifacts are gated against the fp32 ONNX (recorded as
+    such); LiteRT/Core ML, which convert from PyTorch, are skipped with the reason."""
+    from docedge.tools.cli import main
+
+    out = tmp_path / "imported"
+    assert main(["import-onnx", str(seeded_bundle / "model_fp32.onnx"), "--out", str(out)]) == 0
+    from docedge.export.formats.convert import convert_bundle
+
+    report = convert_bundle(out, ["ort", "tflite", "coreml"], benchmark=False, options={"vectors": False})
+    recs = {r["file"]: r for r in report.records}
+    assert recs["model_fp32.ort"]["verification"]["against"].startswith("fp32-onnx")
+    assert recs["model_fp32.ort"]["verification"]["passed"] is True
+    reasons = {s["format"]: s["reason"] for s in report.skipped}
+    assert "PyTorch reference" in reasons["tflite"] and "PyTorch reference" in reasons["coreml"]
