@@ -243,3 +243,39 @@ def test_cli_gate_failure_exits_1_and_names_the_file(bundle_copy, capsys, monkey
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and out["ok"] is False and out["error"] == "GateError"
     assert "model_fp32.ort" in out["message"] and any(f["file"] == "model_fp32.ort" for f in out["failed"])
+
+
+def test_mobile_backend_adapter(ort_bundle, monkeypatch):
+    from docedge.export.check_images import check_batch
+    from docedge.export.formats import run
+    from docedge.runtime.errors import BackendUnavailableError
+
+    b = load_bundle(ort_bundle[0])
+    name, rec, factory = next(r for r in run.mobile_runs(b) if r[0] == "fp32/ort")
+    backend = run.MobileBackend.from_factory(name, rec, factory)
+    assert backend.max_batch == 32 and backend.describe()["artifact"] == "fp32/ort"
+    assert backend.run(check_batch(2)).shape == (2, 256)
+    backend.close()
+
+    def missing():
+        raise run.ConverterUnavailableError("needs the ncnn package: pip install 'docedge[ncnn]'")
+
+    with pytest.raises(BackendUnavailableError, match=r"docedge\[ncnn\]"):
+        run.MobileBackend.from_factory("fp16/ncnn", {"input": {}}, missing)
+
+
+def test_imported_onnx_bundle_gates_against_its_fp32_onnx(seeded_bundle, tmp_path):
+    """No PyTorch model exists: ORT artifacts are gated against the fp32 ONNX (recorded as
+    such); LiteRT/Core ML, which convert from PyTorch, are skipped with the reason."""
+    from docedge.tools.cli import main
+
+    out = tmp_path / "imported"
+    assert main(["import-onnx", str(seeded_bundle / "model_fp32.onnx"), "--out", str(out)]) == 0
+    from docedge.export.formats.convert import convert_bundle
+
+    report = convert_bundle(out, ["ort", "tflite", "coreml"], benchmark=False, options={"vectors": False})
+    recs = {r["file"]: r for r in report.records}
+    assert recs["model_fp32.ort"]["verification"]["against"].startswith("fp32-onnx")
+    assert recs["model_fp32.ort"]["verification"]["passed"] is True
+    reasons = {s["format"]: s["reason"] for s in report.skipped}
+    assert "PyTorch reference" in reasons["tflite"] and "PyTorch reference" in reasons["coreml"]

@@ -28,6 +28,7 @@ def test_coreml_packages_are_recorded_not_run_and_every_file_hashed(
         assert v["verified_with"] == {"status": "not run", "reason": "needs macOS (Core ML prediction is "
                                       "not available on Linux)"}  # fmt: skip
         assert any(f["path"].endswith("weights/weight.bin") for f in rec["contents"])
+        assert rec["static_check"]["inputs"] == {"img": [1, 3, 128, 128]}  # interface only, no parity
         assert rec["package"] == rec["file"][:-4]
     assert recs["model_int8w.mlpackage.zip"]["size"] < 0.7 * recs["model_fp16.mlpackage.zip"]["size"]
     load_bundle(root)

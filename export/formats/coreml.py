@@ -27,6 +27,25 @@ NOT_RUN_REASON = "needs macOS (Core ML prediction is not available on Linux)"
 MINIMUM_TARGET = "iOS16"
 
 
+def static_check(package: Union[str, Path]) -> Dict[str, Any]:
+    """What can be checked without macOS: the saved package's spec (reloaded from disk) has
+    the expected interface. Not a parity check."""
+    ct = require("coremltools", EXTRA, "Core ML checks")
+    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+    ins = {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input}
+    outs = {o.name: list(o.type.multiArrayType.shape) for o in spec.description.output}
+    ok = ins == {"img": [1, 3, 128, 128]} and outs == {"feats": [1, 256]}
+    if not ok:
+        raise ConversionError(f"{package}: unexpected Core ML interface: inputs {ins}, outputs {outs}")
+    return {
+        "what": "interface of the saved package (spec reloaded; no prediction)",
+        "inputs": ins,
+        "outputs": outs,
+        "spec_version": int(spec.specificationVersion),
+        "passed": True,
+    }
+
+
 def convert_coreml_zip(net: Any, zip_path: Union[str, Path], precision: str = "fp16",
                        preprocess: Union[Dict[str, Any], None] = None) -> Dict[str, Any]:  # fmt: skip
     """:func:`convert_coreml` into a temporary ``.mlpackage`` shipped as one reproducible zip
@@ -97,11 +116,13 @@ def convert_coreml(net: Any, out_path: Union[str, Path], precision: str = "fp16"
         model.save(str(out_path))
     except Exception as e:
         raise ConversionError(f"{out_path}: coremltools could not convert the reference ({e})") from None
+    static = static_check(out_path)
     return {
         "input": {"name": "img", "layout": "NCHW", "shape": [1, 3, 128, 128], "batch": "fixed"},
         "output": {"name": "feats", "shape": [1, 256]},
         "normalized_output": True,
         "converter": converter,
         "load": "MLModel(contentsOf: MLModel.compileModel(at: url)) or add the .mlpackage to Xcode",
+        "static_check": static,
         "producers": versions("coremltools", "torch"),
     }

@@ -139,8 +139,11 @@ def convert_litert_dynamic_int8(fp32_file: Union[str, Path], out_path: Union[str
 
     _quantize_file(Path(fp32_file), Path(out_path), recipe.dynamic_wi8_afp32())
     fields = _fields("int8-dynamic", {"name": "ai-edge-quantizer", "recipe": "dynamic_wi8_afp32"})
-    fields["interpreter_notes"] = ("tflite-runtime 2.14 returns wrong embeddings for this file "
-                                   "(measured): use ai-edge-litert / LiteRT >= 1.0")  # fmt: skip
+    fields["interpreter_notes"] = (
+        "tflite-runtime 2.14.0 returns wrong embeddings for this file (measured on the test vectors: "
+        "cosine mean -0.06 to the reference; the fp32, fp16 and static int8 files give >= 0.99 with it): "
+        "use ai-edge-litert / LiteRT"
+    )
     return fields
 
 

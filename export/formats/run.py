@@ -66,3 +66,38 @@ def mobile_runs(bundle: Any) -> List[Tuple[str, Dict[str, Any], Callable[[], Tup
         name = f"{rec['precision']}/{rec['format']}" + (f"-{rec['variant']}" if rec.get("variant") else "")
         out.append((name, rec, functools.partial(artifact_runner, bundle, rec)))
     return out
+
+
+class MobileBackend:
+    """A converted artifact behind the runtime backends' interface (``run``, ``describe``,
+    ``close``, ``max_batch``), so ``docedge parity`` / ``bench`` can loop over it like over an
+    ONNX Runtime backend. ``from_factory`` turns an unavailable interpreter into
+    :class:`docedge.runtime.errors.BackendUnavailableError` (a skip with the reason)."""
+
+    def __init__(self, name: str, embed: Embed, info: Dict[str, Any], max_batch: int = 1) -> None:
+        self.name = name
+        self._embed = embed
+        self.info = info
+        self.max_batch = max_batch
+
+    @classmethod
+    def from_factory(cls, name: str, record: Dict[str, Any],
+                     factory: Callable[[], Tuple[Embed, Dict[str, Any]]]) -> MobileBackend:  # fmt: skip
+        from docedge.runtime.errors import BackendUnavailableError
+
+        try:
+            embed, info = factory()
+        except (ConverterUnavailableError, ImportError) as e:
+            raise BackendUnavailableError(str(e)) from None
+        batch = record.get("input", {}).get("batch")
+        return cls(name, embed, info, max_batch=32 if batch == "dynamic" else 1)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.asarray(self._embed(np.ascontiguousarray(x, np.float32)), np.float32)
+        return out
+
+    def describe(self) -> Dict[str, Any]:
+        return {"backend": "mobile", "artifact": self.name, **self.info}
+
+    def close(self) -> None:
+        self._embed = None  # type: ignore[assignment]
