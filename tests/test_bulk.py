@@ -35,3 +35,32 @@ def test_an_archive_is_embedded_into_shards_matching_direct_calls(bundle_copy, c
     assert list(errors) and "broken.jpg" in next(iter(errors))
     assert gallery_from_shards(tmp_path / "g.gal", bundle_copy, tmp_path / "shards") == 6
     assert len(Gallery.open(tmp_path / "g.gal", verify=True)) == 6
+
+
+def test_parity_from_shards_matches_images_by_path_and_fails_on_gaps(tmp_path):
+    pytest.importorskip("pyarrow", reason="Ray Data needs pyarrow (docedge[serve])")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from docedge.calibration.shard_parity import shard_parity
+
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal((5, 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+
+    def shard(folder, rows):
+        folder.mkdir()
+        t = pa.table({"path": [r[0] for r in rows], "ok": [r[1] for r in rows],
+                      "error": ["" if r[1] else "bad" for r in rows],
+                      "embedding": [list(map(float, r[2])) for r in rows]})  # fmt: skip
+        pq.write_table(t, folder / "part-0.parquet")
+
+    shard(tmp_path / "a", [(f"img{i}", True, e[i]) for i in range(5)])
+    noisy = e + 0.01 * rng.standard_normal(e.shape).astype(np.float32)
+    shard(tmp_path / "b", [(f"img{i}", True, noisy[i]) for i in reversed(range(5))])
+    res = shard_parity(tmp_path / "a", tmp_path / "b", min_cosine=0.99, mean_cosine=0.99)
+    assert res["passed"] and res["compared"] == 5 and len(res["worst"]) == 5
+    shard(tmp_path / "c", [(f"img{i}", i != 2, noisy[i]) for i in range(4)])
+    res = shard_parity(tmp_path / "a", tmp_path / "c", min_cosine=0.99, mean_cosine=0.99)
+    assert not res["passed"] and res["failed_candidate"] == ["img2"]
+    assert res["only_reference"] == ["img4"]
