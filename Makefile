@@ -11,7 +11,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# ncnn and Core ML converters are small and install cleanly beside [dev]; LiteRT ([litert],
+	# about 1 GB with jax and transformers) is left out: its tests skip naming the extra.
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ncnn,coreml]'
 	# Stubs only (type checking of the TensorRT code); --no-deps: the real TensorRT libraries
 	# are not pip-installable everywhere and are never needed for the checks.
 	$(BIN)/python -m pip install --quiet --no-deps tensorrt-stubs
