@@ -562,12 +562,12 @@ def run_parity(
 
         ref_all = _embed(lambda b: torch_embed(net, b), x, batch_size, "reference", progress)
     else:  # another bundle's fp32 (compare), or this bundle's own (an imported ONNX file)
-        backend = create_backend(ref_bundle or bundle, "fp32", "onnxruntime", providers=["cpu"])
+        ref_backend = create_backend(ref_bundle or bundle, "fp32", "onnxruntime", providers=["cpu"])
         try:
-            ref_all = _embed(backend.run, x, backend.max_batch or batch_size, "reference",
+            ref_all = _embed(ref_backend.run, x, ref_backend.max_batch or batch_size, "reference",
                              progress)  # fmt: skip
         finally:
-            backend.close()
+            ref_backend.close()
 
     result = ParityResult(
         bundle=str(bundle.path), images=n, labelled=bool(labels), reference=ref_name,
@@ -619,13 +619,25 @@ def run_parity(
             runs.append((f"{prec}/onnxruntime-{prov}", prec, "onnxruntime", {"providers": [prov]}))
         if tensorrt:
             runs.append((f"{prec}/tensorrt", prec, "tensorrt", {}))
+    # Converted mobile/edge artifacts (ORT Mobile, LiteRT, ncnn, fixed-shape ONNX; Core ML is
+    # listed as skipped: it needs macOS), run the way their conversion gate ran them.
+    mobile = _mobile_runs(bundle, precisions)
+    for name, mrec, _factory in mobile:
+        runs.append((name, str(mrec["precision"]), "mobile", {"record": mrec}))
+    factories = {name: factory for name, _mrec, factory in mobile}
+    backend: Any
     for name, prec, backend_name, opts in runs:
         if (net is None and ref_bundle is None and prec == "fp32"
                 and opts.get("providers") == ["cpu"]):  # fmt: skip
             result.skipped.append({"name": name, "reason": "is the reference (imported bundle)"})
             continue
         try:
-            backend = create_backend(bundle, prec, backend_name, **opts)
+            if backend_name == "mobile":
+                from docedge.export.formats.run import MobileBackend
+
+                backend = MobileBackend.from_factory(name, opts["record"], factories[name])
+            else:
+                backend = create_backend(bundle, prec, backend_name, **opts)
         except ProviderUnavailableError as e:  # asked for explicitly: a failure, not a skip
             result.artifacts.append({"name": name, "precision": prec, "backend": backend_name,
                                      "error": str(e).splitlines()[0], "checks": []})  # fmt: skip
@@ -652,8 +664,10 @@ def run_parity(
         rec: Dict[str, Any] = {
             "name": name, "precision": prec, "backend": backend_name,
             "providers": list(desc.get("providers", [])) or None,
-            "artifact": {"file": bundle.artifact(prec, "onnx").file,
-                         "sha256": bundle.artifact(prec, "onnx").sha256},
+            "artifact": ({"file": opts["record"]["file"], "sha256": opts["record"]["sha256"],
+                          "format": opts["record"]["format"]} if backend_name == "mobile" else
+                         {"file": bundle.artifact(prec, "onnx").file,
+                          "sha256": bundle.artifact(prec, "onnx").sha256, "format": "onnx"}),
             "embedding": agree.to_dict(),
             "worst_images": _worst(cosine_rows(ref_all[:n], emb[:n]), names),
             "neighbour_agreement": float(np.mean(nn == ref_nn)),
@@ -688,6 +702,19 @@ def run_parity(
             if c["passed"] is None:
                 result.notes.append(f"{a['name']}: {c['check']} not evaluated ({c['note']})")
     return result
+
+
+def _mobile_runs(bundle: Bundle, precisions: Optional[Sequence[str]]) -> List[Any]:
+    """The bundle's converted artifacts (none when export.formats cannot be imported here)."""
+    if not any(a.format in ("ort", "tflite", "ncnn", "coreml") or a.record.get("variant")
+               for a in bundle.artifacts):  # fmt: skip
+        return []
+    try:
+        from docedge.export.formats.run import mobile_runs
+    except ImportError:
+        return []
+    want = set(precisions or bundle.precisions)
+    return [r for r in mobile_runs(bundle) if r[1].get("precision") in want]
 
 
 def _worst(cos: np.ndarray, names: Sequence[str], k: int = 5) -> List[Dict[str, Any]]:

@@ -279,3 +279,22 @@ def test_imported_onnx_bundle_gates_against_its_fp32_onnx(seeded_bundle, tmp_pat
     assert recs["model_fp32.ort"]["verification"]["passed"] is True
     reasons = {s["format"]: s["reason"] for s in report.skipped}
     assert "PyTorch reference" in reasons["tflite"] and "PyTorch reference" in reasons["coreml"]
+
+
+def test_parity_includes_the_converted_artifacts(tmp_path, demo_release):
+    """Issue 11: every converted artifact that runs here is also part of `docedge parity`."""
+    import shutil
+
+    from docedge.calibration.parity import run_parity
+    from docedge.export.formats import convert_bundle
+    from docedge.synth.dataset import write_documents
+
+    b = tmp_path / "b"
+    shutil.copytree(demo_release, b)
+    convert_bundle(b, ["ort"], benchmark=False)
+    write_documents(tmp_path / "lab", types=6, per_type=3, first_type_id=960, capture_strength=0.5)
+    res = run_parity(b, tmp_path / "lab", tensorrt=False, progress=False, precisions=["fp32"])
+    names = {a["name"] for a in res.artifacts}
+    assert {"fp32/ort", "fp32/onnx-b1", "fp32/ort-b1-accelerator"} <= names
+    assert all(a["artifact"]["format"] in ("onnx", "ort") for a in res.artifacts)
+    assert res.passed, res.failures
