@@ -175,6 +175,14 @@ def _engine_fn(spec: Dict[str, Any]) -> Any:
 
     if spec["kind"] == "tensorrt":
         return Embedder(spec["bundle"], precision=spec["precision"], backend="tensorrt").run_tensor
+    if spec["kind"] == "mobile":
+        from docedge.export.formats.run import MobileBackend, mobile_runs
+        from docedge.runtime.bundle import load_bundle
+
+        for name, rec, factory in mobile_runs(load_bundle(spec["bundle"])):
+            if name == spec["precision"]:
+                return MobileBackend.from_factory(name, rec, factory).run
+        raise RuntimeError(f"no converted artifact {spec['precision']!r} in the bundle")
     if spec["kind"] == "openvino":
         return Embedder(spec["bundle"], precision=spec["precision"], backend="openvino",
                         batch_size=256, threads=int(spec["threads"]),
@@ -225,6 +233,51 @@ def default_engines(bundle: str, precisions: Sequence[str], threads: int = 1,
     if pytorch:
         out.append(EngineSpec("pytorch-eager", "pytorch", bundle, "fp32", threads))
     return out
+
+
+def mobile_engines(bundle: str) -> List[EngineSpec]:
+    """One engine per converted mobile/edge artifact of the bundle (``precision`` holds the
+    artifact's parity name, e.g. ``fp16/tflite``)."""
+    from docedge.export.formats.run import mobile_runs
+    from docedge.runtime.bundle import load_bundle
+
+    return [EngineSpec(name, "mobile", bundle, name, 1) for name, _r, _f in
+            mobile_runs(load_bundle(bundle))]  # fmt: skip
+
+
+def artifact_table(bundle_dir: str, images: str, batch_sizes: Sequence[int] = (1, 32),
+                   rounds: int = 3, seconds: float = 0.5) -> List[Dict[str, Any]]:  # fmt: skip
+    """One row per artifact (ONNX precisions and converted formats): format, precision, size,
+    cosine to the reference and TPR@1e-2 (from ``docedge parity`` on ``images``), and CPU
+    images/s per batch size (from :func:`run_benchmark`; batch-1-only files at batch 1)."""
+    from docedge.runtime.bundle import load_bundle
+
+    from .parity import run_parity
+
+    bundle = load_bundle(bundle_dir)
+    par = run_parity(bundle_dir, images, tensorrt=False, progress=False)
+    engines = default_engines(str(bundle.path), bundle.precisions, 1, pytorch=False)
+    engines += mobile_engines(str(bundle.path))
+    bench = run_benchmark(engines, batch_sizes, rounds=rounds, seconds=seconds, gemm=False)
+    speed = {(r["engine"], r["batch"]): r.get("images_per_cpu_s") for r in bench.summary}
+    rows = []
+    for a in par.artifacts:
+        if a.get("error"):
+            continue
+        engine = (f"onnxruntime-{a['precision']}" if a["name"].endswith("onnxruntime-cpu")
+                  else a["name"])  # fmt: skip
+        rec = next((x.record for x in bundle.artifacts if x.file == a["artifact"]["file"]), {})
+        size = int(rec.get("size", 0)) + sum(int(f.get("size", 0)) for f in rec.get("files") or [])
+        rows.append({"artifact": a["name"], "file": a["artifact"]["file"],
+                     "format": a["artifact"].get("format", "onnx"), "precision": a["precision"],
+                     "size_bytes": size, "cos_min": a["embedding"]["cos_min"],
+                     "cos_mean": a["embedding"]["cos_mean"],
+                     "decision_agreement": a["decision_agreement"],
+                     "tpr_at_1e-2": (a.get("tpr_at_fpr") or {}).get("1e-2"),
+                     **{f"images_per_cpu_s_b{b}": speed.get((engine, b)) for b in batch_sizes}})
+    for s_ in par.skipped:
+        rows.append({"artifact": s_["name"], "not_run": s_["reason"]})
+    return rows
 
 
 def markdown(res: BenchResult) -> str:

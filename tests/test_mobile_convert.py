@@ -298,3 +298,26 @@ def test_parity_includes_the_converted_artifacts(tmp_path, demo_release):
     assert {"fp32/ort", "fp32/onnx-b1", "fp32/ort-b1-accelerator"} <= names
     assert all(a["artifact"]["format"] in ("onnx", "ort") for a in res.artifacts)
     assert res.passed, res.failures
+
+
+@pytest.mark.slow
+def test_benchmark_has_one_row_per_artifact_with_accuracy_and_speed(tmp_path, demo_release, capsys):
+    import json
+    import shutil
+
+    from docedge.export.formats import convert_bundle
+    from docedge.synth.dataset import write_documents
+    from docedge.tools.cli import main
+
+    b = tmp_path / "b"
+    shutil.copytree(demo_release, b)
+    convert_bundle(b, ["ort"], benchmark=False)
+    write_documents(tmp_path / "lab", types=6, per_type=3, first_type_id=960, capture_strength=0.5)
+    assert main(["benchmark", str(b), "--images", str(tmp_path / "lab"), "--rounds", "1",
+                 "--seconds", "0.05", "--json"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    by = {r["artifact"]: r for r in rows}
+    assert {"fp32/onnxruntime-cpu", "fp16/onnxruntime-cpu", "int8/onnxruntime-cpu", "fp32/ort"} <= set(by)
+    for r in rows:
+        assert r["size_bytes"] > 0 and 0.9 < r["cos_mean"] <= 1.0 + 1e-6
+        assert r["images_per_cpu_s_b1"] and r["images_per_cpu_s_b32"]
