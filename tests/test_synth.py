@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from docedge.runtime.register import register_label, scan_register
 from docedge.synth.captures import CONDITIONS, CaptureConditions, simulate_capture
 from docedge.synth.dataset import write_captures, write_documents
 from docedge.synth.documents import FAMILIES, DocumentType, render
-from docedge.runtime.register import register_label, scan_register
 
 
 def test_same_type_and_instance_render_identical_bytes():

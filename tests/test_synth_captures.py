@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pytest
 
+from docedge.runtime.errors import DocedgeError
 from docedge.synth.captures import (
     CONDITIONS,
     CaptureConditions,
@@ -19,7 +20,6 @@ from docedge.synth.captures import (
 )
 from docedge.synth.dataset import MANIFEST, write_captures, write_documents
 from docedge.synth.documents import DocumentType, render
-from docedge.runtime.errors import DocedgeError
 
 
 @pytest.fixture(scope="module")
