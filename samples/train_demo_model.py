@@ -20,7 +20,8 @@ CosFace head had not started learning after 200 steps, while the in-batch form l
 first hundred steps and sees new classes every step. See docs/model-card.md.
 
 Batch ``k`` is a pure function of ``(--seed, k)``, so a resumed run sees exactly the batches an
-uninterrupted run would. Checkpoints (model, optimizer, scale, step, elapsed seconds, recipe, the pools' digests) go
+uninterrupted run would. Checkpoints (model, optimizer, scale, step, elapsed seconds, recipe,
+the pools' digests) go
 to ``--work`` every ``--checkpoint-every`` steps, atomically; ``--keep-every N`` also keeps the
 eval-mode weights of every N-th step (``step<N>.safetensors``). A resume whose recipe or pools
 differ from the checkpoint's is refused.
