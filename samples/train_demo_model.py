@@ -19,12 +19,12 @@ over a fixed class pool (DocClassifier's PartialFC): at batch 64 on a CPU, a 4,0
 CosFace head had not started learning after 200 steps, while the in-batch form learns from the
 first hundred steps and sees new classes every step. See docs/model-card.md.
 
-Batch ``k`` is a pure function of ``(--seed, k)``, so a resumed run sees exactly the batches an
-uninterrupted run would. Checkpoints (model, optimizer, scale, step, elapsed seconds, recipe,
-the pools' digests) go
-to ``--work`` every ``--checkpoint-every`` steps, atomically; ``--keep-every N`` also keeps the
-eval-mode weights of every N-th step (``step<N>.safetensors``). A resume whose recipe or pools
-differ from the checkpoint's is refused.
+Batch ``k`` is a pure function of ``(--seed, k)`` and the sorted pools, so a resumed run sees
+exactly the batches an uninterrupted run would. Checkpoints (model, optimizer, scale, step,
+elapsed seconds, recipe, the pools' digests) go to ``--work`` every ``--checkpoint-every``
+steps, atomically; ``--keep-every N`` also keeps the eval-mode weights of every N-th step
+(``step<N>.safetensors``). A resume whose recipe or pools differ from the checkpoint's is
+refused.
 
     python samples/train_demo_model.py --work /work/train_demo --minutes 60     # new run
     python samples/train_demo_model.py --work /work/train_demo --resume         # continue
