@@ -1,23 +1,30 @@
-"""Train docedge's demo model: the exact reference architecture, from scratch, on synthetic
-document types, with an in-batch CosFace (additive cosine margin) loss. CPU-friendly.
+"""Train docedge's demo model: the exact reference architecture, on synthetic document types,
+synthetic text pages in real fonts and real PDF pages, with an in-batch CosFace (additive
+cosine margin) loss. CPU-friendly.
 
-Each step draws ``--types`` fresh document types (ids >= 1000; ids below are reserved for
-zero-shot evaluation), renders two different instances of each (different filled-in text and
-photo), passes each through the capture simulator, and treats the ``types x types`` cosine
-matrix between the two views as a classification over the batch's types::
+Each step takes ``--types`` synthetic document types (ids >= 1000; ids below are reserved for
+zero-shot evaluation; two different instances of a type are one class), ``--pages`` synthetic
+text pages and ``--real`` real PDF pages (one page one class; pools built by
+``samples/build_demo_data.py``), makes two views of each class (captures: photographed on a
+desk or the flat simulator, after a random resampling; see ``docedge.synth.mix``), and treats
+the ``classes x classes`` cosine matrix between the two views as a classification over the
+batch's classes::
 
     logits = s * (cos - m * I)          # CosFace margin on the positive (diagonal) logits
     loss   = (CE(logits, arange) + CE(logits.T, arange)) / 2
 
 with a learnable scale ``s`` (init 16, capped at 64) and the margin ``m`` ramped 0 -> 0.2 over
-the first 600 steps. Why in-batch and not CosFace over a fixed class pool (DocClassifier's
-PartialFC): at batch 64 on a CPU, a 4,000-class CosFace head had not started learning after 200
-steps, while the in-batch form learns from the first hundred steps and sees new types every
-step (which is what zero-shot generalization needs). See docs/model-card.md.
+``--margin-ramp`` steps. ``--init`` starts from earlier weights. Why in-batch and not CosFace
+over a fixed class pool (DocClassifier's PartialFC): at batch 64 on a CPU, a 4,000-class
+CosFace head had not started learning after 200 steps, while the in-batch form learns from the
+first hundred steps and sees new classes every step. See docs/model-card.md.
 
-Batch ``k`` is a pure function of ``(--seed, k)``, so a resumed run sees exactly the batches an
-uninterrupted run would. Checkpoints (model, optimizer, scale, step, elapsed seconds, the fixed
-step count) go to ``--work`` every ``--checkpoint-every`` steps, atomically.
+Batch ``k`` is a pure function of ``(--seed, k)`` and the sorted pools, so a resumed run sees
+exactly the batches an uninterrupted run would. Checkpoints (model, optimizer, scale, step,
+elapsed seconds, recipe, the pools' digests) go to ``--work`` every ``--checkpoint-every``
+steps, atomically; ``--keep-every N`` also keeps the eval-mode weights of every N-th step
+(``step<N>.safetensors``). A resume whose recipe or pools differ from the checkpoint's is
+refused.
 
     python samples/train_demo_model.py --work /work/train_demo --minutes 60     # new run
     python samples/train_demo_model.py --work /work/train_demo --resume         # continue
