@@ -2,7 +2,7 @@
 docedge's own export, INT8 calibration and runtime (``docedge.runtime.Embedder``), with the
 16x16 grey thumbnail cosine baseline in the same table.
 
-Sets (see ``docedge.synth.real_eval.PROTOCOL``):
+Sets (see ``docedge.calibration.real_eval.PROTOCOL``):
 
 - ``real``: pages of the EVAL packages (``docedge.synth.real_pages.EVAL_PACKAGES``): 150
   registered as clean renders, 50 unknown pages never registered, 2 captures of each page;
@@ -42,11 +42,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import cv2
 import numpy as np
 
-from docedge.synth.backgrounds import capture_mix
-from docedge.synth.captures import capture
-from docedge.synth.documents import DocumentType, render
-from docedge.synth.mix import list_pool
-from docedge.synth.real_eval import (
+from docedge.calibration.real_eval import (
     PROTOCOL,
     EvalSet,
     build_eval_set,
@@ -55,6 +51,10 @@ from docedge.synth.real_eval import (
     thumbnails,
     tpr_at,
 )
+from docedge.synth.backgrounds import capture_mix
+from docedge.synth.captures import capture
+from docedge.synth.documents import DocumentType, render
+from docedge.synth.mix import list_pool
 from docedge.synth.real_pages import CALIB_PACKAGES, EVAL_PACKAGES, TRAIN_PACKAGES
 
 log = logging.getLogger("evaluate_real_documents")

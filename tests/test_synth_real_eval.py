@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from docedge.calibration.real_eval import build_eval_set, metrics, threshold_at, thumbnails, tpr_at
 from docedge.runtime.errors import DocedgeError
-from docedge.synth.real_eval import build_eval_set, metrics, threshold_at, thumbnails, tpr_at
 from docedge.synth.real_pages import MANIFEST
 
 

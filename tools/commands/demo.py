@@ -72,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
             gate = {True: "gate PASS", False: "gate FAIL", None: ""}[a["gate"]]
             print(f"  {a['precision']:<5} {a['format']:<22} {a['bytes'] / 1e6:5.2f} MB  {gate}")
 
+    card = ref.extra.get("card") or {}
+    report["model_card"] = _card_summary(card)
+    if not args.json and report["model_card"]:
+        print("  the demo model, as its card measured it (samples/evaluate_real_documents.py):")
+        for row in report["model_card"]:
+            print(f"    {row['set']:<11} {row['what']:<46} top-1 {row['top1']:.3f}  "
+                  f"TPR@1e-2 {row['tpr_1e-2']:.3f}  AUROC {row['auroc']:.3f}")
+
     _step(args, "2/5 TPR@FPR thresholds per precision, measured on labelled synthetic captures")
     tables = {p: bundle.thresholds(p) or {} for p in bundle.precisions}
     report["thresholds"] = {p: {f"{r['fpr']:g}": r["threshold"] for r in t.get("rows", [])}
@@ -159,3 +167,18 @@ def run(args: argparse.Namespace) -> int:
               f"{'PASS' if parity.passed else 'FAIL'}")
     ok = parity.passed and all(c["top1_registered"] > 0.8 for c in report["classification"].values())
     return 0 if ok else 1
+
+
+def _card_summary(card: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """fp32 top-1, TPR@1e-2 and AUROC per evaluation set recorded in the demo model's card."""
+    out: List[Dict[str, Any]] = []
+    for res in (card.get("evaluation_real") or {}).get("results", []):
+        fp32 = res.get("fp32") or {}
+        tpr = next((r.get("tpr") for r in fp32.get("rows", []) if r.get("fpr") == 1e-2), None)
+        if fp32.get("top1") is None or tpr is None:
+            continue
+        info = res.get("info") or {}
+        what = (", ".join(info.get("packages", [])) or f"{info.get('types', '?')} synthetic types")
+        out.append({"set": res.get("set"), "what": what[:46], "top1": float(fp32["top1"]),
+                    "tpr_1e-2": float(tpr), "auroc": float(fp32.get("auroc", float("nan")))})
+    return out

@@ -23,11 +23,11 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from docedge.calibration.roc import auroc, tpr_at_fpr_table
+from docedge.synth.backgrounds import capture_mix
+from docedge.synth.captures import simulate_capture
+from docedge.synth.real_pages import check_package, load_manifest
 
-from .backgrounds import capture_mix
-from .captures import simulate_capture
-from .real_pages import check_package, load_manifest
+from .roc import auroc, tpr_at_fpr_table
 
 PROTOCOL = {
     "register": "one clean render per registered page (pdftoppm, long side 640 px)",
