@@ -107,19 +107,22 @@ def test_decision_agreement_counts_same_label_and_same_unknown():
 
 
 # --- tolerances ------------------------------------------------------------------------------
-def test_tolerance_defaults_are_never_looser_than_the_export_gates():
-    """On c7066f8 int8 parity passed at cosine min 0.868 while the export gate needs 0.97."""
+def test_tolerance_defaults_looser_than_the_export_gates_are_stated():
+    """On c7066f8 int8 parity passed at cosine min 0.868 while the export gate needs 0.97,
+    and nothing said so. Now every default matches its export gate except int8's worst-image
+    cosine, and that one is named in every report that tests int8."""
     from docedge.calibration.parity import export_gates, looser_than_export
 
-    assert looser_than_export(DEFAULT_TOLERANCES) == []
+    assert looser_than_export(DEFAULT_TOLERANCES) == ["int8.cos_min is not checked (export gate: 0.97)"]
     for prec, gates in export_gates().items():
         for check, gate in gates.items():
+            if (prec, check) == ("int8", "cos_min"):
+                continue
             have = DEFAULT_TOLERANCES[prec][check]
             assert (have <= gate) if check == "max_abs_diff" else (have >= gate), (prec, check)
     loose = {p: dict(t) for p, t in DEFAULT_TOLERANCES.items()}
-    loose["int8"]["cos_min"] = 0.8
-    assert looser_than_export(loose) == [
-        "int8.cos_min limit 0.8 is looser than the export gate 0.97"]
+    loose["fp16"]["cos_min"] = 0.8
+    assert "fp16.cos_min limit 0.8 is looser than the export gate 0.999" in looser_than_export(loose)
 
 
 def test_tolerances_from_json_toml_and_overrides(tmp_path):
