@@ -44,7 +44,7 @@ from typing import (
 
 import numpy as np
 
-from .atomic import fsync_dir, mode_for
+from .atomic import atomic_write
 from .errors import FingerprintMismatchError, GalleryError
 
 logger = logging.getLogger(__name__)
@@ -632,56 +632,43 @@ def _commit(path: Path, meta: Dict[str, Any], cols: Dict[str, List[Any]],
     le = np.dtype(_LE[dtype])
     e_len = count * dim * le.itemsize
 
-    target = Path(path)
-    mode = mode_for(target)  # a new gallery follows the umask; a replaced one keeps its mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"\0" * HEADER_SIZE)  # placeholder: the real header is written last
-            _crash_point("header")
-            for raw in parts:
-                f.write(raw)
-            f.write(b"\0" * (e_off - pos))
-            _crash_point("table")
-            h = hashlib.sha256()
-            total = _Sum64()
-            rows = 0
-            for block in blocks:
-                b = np.ascontiguousarray(block, dtype=le)
-                if b.ndim != 2 or b.shape[1] != dim:
-                    raise GalleryError(f"{path}: internal error: block of shape {b.shape}")
-                rows += b.shape[0]
-                flat = b.view(np.uint8).reshape(-1)
-                h.update(flat.data)
-                total.update(flat)
-                f.write(flat.data)
-            if rows != count:
-                raise GalleryError(f"{path}: internal error: wrote {rows} rows, expected {count}")
-            _crash_point("data")
-            sections = [(o, len(raw), hashlib.sha256(raw).digest())
-                        for o, raw in zip(offsets, parts)]  # fmt: skip
-            sections.append((e_off, e_len, h.digest()))
-            head = _HEAD.pack(MAGIC, SCHEMA_VERSION, HEADER_SIZE, dim, DTYPE_CODES[dtype],
-                              count, fp_sha)  # fmt: skip
-            head += b"".join(_SECTION.pack(*s) for s in sections)
-            head = head.ljust(_SUM64_AT, b"\0") + _SUM64.pack(SUM64_MARKER, total.value())
-            head = head.ljust(_HEADER_SHA_AT, b"\0")
-            head += hashlib.sha256(head).digest()
-            f.seek(0)
-            f.write(head)
-            f.flush()
-            os.fsync(f.fileno())
-        _crash_point("before-rename")
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _crash_point("after-rename")
-    fsync_dir(target.parent)
+    def write(f: BinaryIO) -> None:
+        f.write(b"\0" * HEADER_SIZE)  # placeholder: the real header is written last
+        _crash_point("header")
+        for raw in parts:
+            f.write(raw)
+        f.write(b"\0" * (e_off - pos))
+        _crash_point("table")
+        h = hashlib.sha256()
+        total = _Sum64()
+        rows = 0
+        for block in blocks:
+            b = np.ascontiguousarray(block, dtype=le)
+            if b.ndim != 2 or b.shape[1] != dim:
+                raise GalleryError(f"{path}: internal error: block of shape {b.shape}")
+            rows += b.shape[0]
+            flat = b.view(np.uint8).reshape(-1)
+            h.update(flat.data)
+            total.update(flat)
+            f.write(flat.data)
+        if rows != count:
+            raise GalleryError(f"{path}: internal error: wrote {rows} rows, expected {count}")
+        _crash_point("data")
+        sections = [(o, len(raw), hashlib.sha256(raw).digest())
+                    for o, raw in zip(offsets, parts)]  # fmt: skip
+        sections.append((e_off, e_len, h.digest()))
+        head = _HEAD.pack(MAGIC, SCHEMA_VERSION, HEADER_SIZE, dim, DTYPE_CODES[dtype],
+                          count, fp_sha)  # fmt: skip
+        head += b"".join(_SECTION.pack(*s) for s in sections)
+        head = head.ljust(_SUM64_AT, b"\0") + _SUM64.pack(SUM64_MARKER, total.value())
+        head = head.ljust(_HEADER_SHA_AT, b"\0")
+        head += hashlib.sha256(head).digest()
+        f.seek(0)
+        f.write(head)
+
+    # The one atomic-replace helper (temporary file beside it, fsync, rename, directory fsync;
+    # the file's mode follows the umask or the replaced file): crash points at each stage.
+    atomic_write(Path(path), write, on_stage=_crash_point)
 
 
 def _validate_section(p: Path, name: str, obj: Dict[str, Any]) -> None:
