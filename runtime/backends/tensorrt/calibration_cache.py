@@ -9,7 +9,7 @@ zeros, so the reader takes 1 to 8 digits. ``<version>`` is TensorRT's integer ve
 :func:`load_calibration_cache` rewrites the header for the TensorRT that builds.
 
 A cache is valid only for the model, the data and the QDQ model it was made with. The
-validator (:func:`validate_cache`) refuses a cache whose file hash, fp32-model hash or data hash
+validator (:func:`load_calibration_cache`) refuses a cache whose file hash, fp32-model hash or data hash
 differ from its manifest record, that does not parse strictly (garbage, a header only, a
 non-finite or non-positive scale, a repeated tensor), that holds another number of tensors
 than calibrated, or whose scales for the tensors the QDQ model quantizes differ from the QDQ
@@ -153,11 +153,6 @@ def check_cache_content(cache: CalibrationCache, record: Dict[str, Any],
             if isinstance(q, str) and q != digest:
                 raise CalibrationCacheError(f"{where}: made for another QDQ model than the "
                                             "bundle's INT8 ONNX (activation scales differ)")  # fmt: skip
-
-
-def validate_cache(bundle: Bundle) -> bytes:
-    """The bundle's cache bytes after every check (see the module docstring)."""
-    return load_calibration_cache(bundle)
 
 
 def load_calibration_cache(
