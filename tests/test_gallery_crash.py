@@ -166,7 +166,8 @@ def test_a_second_writer_waits_for_the_first(tmp_path, monkeypatch):
         import fcntl, os, time
         fd = os.open({str(g.path) + '.lock'!r}, os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, str(os.getpid()).encode())
+        os.ftruncate(fd, 0)  # as a real writer does: no digits of an older pid left
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         print('locked', flush=True)
         time.sleep(0.6)
     """)], stdout=subprocess.PIPE, text=True)  # fmt: skip
