@@ -140,6 +140,8 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     p.add_argument("--pages", type=int, default=12, help="synthetic text pages per batch")
     p.add_argument("--real", type=int, default=16, help="real PDF pages per batch")
     p.add_argument("--group", type=int, default=4, help="real pages per PDF in a batch, at most")
+    p.add_argument("--tint", type=float, default=0.0,
+                   help="probability that a captured view is printed on coloured paper")
     p.add_argument("--pages-dir", type=Path, default=Path("/work/demo_data/synth_pages"))
     p.add_argument("--real-dir", type=Path, default=Path("/work/demo_data/real_train"))
     p.add_argument("--init", type=Path, default=None,
@@ -172,7 +174,7 @@ def recipe(a: argparse.Namespace) -> Dict[str, Any]:
 
 def mix_of(a: argparse.Namespace) -> TrainingMix:
     spec = MixSpec(types=a.types, pages=a.pages, real=a.real, group=a.group,
-                   strength=STRENGTH_RANGE)  # fmt: skip
+                   strength=STRENGTH_RANGE, p_tint=a.tint)  # fmt: skip
     return TrainingMix(spec, a.pages_dir if a.pages else None, a.real_dir if a.real else None)
 
 

@@ -79,6 +79,7 @@ class MixSpec:
     resample_range: Tuple[int, int] = (160, 480)
     p_alias: float = 0.6
     p_full: float = 0.3
+    p_tint: float = 0.0
 
     @property
     def classes(self) -> int:
@@ -98,6 +99,15 @@ def resample(img: np.ndarray, rng: np.random.Generator, lo: int = 128, hi: int =
         return img
     size = (max(8, round(w * f)), max(8, round(h * f)))
     return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR if alias else cv2.INTER_AREA)
+
+
+def tint_paper(img: np.ndarray, rng: np.random.Generator, depth: float = 0.3) -> np.ndarray:
+    """``img`` printed on coloured paper: each BGR channel multiplied by a factor in
+    ``[1 - depth, 1]`` with the largest set to 1 (pink, green, cyan, cream... paper; ink stays
+    dark because the tint multiplies)."""
+    f = 1.0 - rng.uniform(0.0, depth, 3)
+    f = f / f.max()
+    return np.clip(img.astype(np.float32) * f.astype(np.float32), 0, 255).astype(np.uint8)
 
 
 class TrainingMix:
@@ -142,13 +152,19 @@ class TrainingMix:
                     out.append(i)
         return out
 
+    def _tint(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        # No draw at all when off, so recipes without tint keep their exact batches.
+        if self.spec.p_tint > 0 and rng.random() < self.spec.p_tint:
+            return tint_paper(img, rng)
+        return img
+
     def _page_views(self, img: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, ...]:
         s = self.spec
         if rng.random() < s.p_clean_a:  # a registered scan: full size or resampled
             a = img.copy() if rng.random() < s.p_full else self._rs(img, rng)
         else:
-            a = capture_mix(self._rs(img, rng), rng, s.strength, s.p_photo)
-        b = capture_mix(self._rs(img, rng), rng, s.strength, s.p_photo)
+            a = capture_mix(self._tint(self._rs(img, rng), rng), rng, s.strength, s.p_photo)
+        b = capture_mix(self._tint(self._rs(img, rng), rng), rng, s.strength, s.p_photo)
         return a, b
 
     def batch(self, seed: int, step: int) -> Tuple[List[np.ndarray], List[np.ndarray], List[str]]:
@@ -169,6 +185,7 @@ class TrainingMix:
                 img = render(t, int(inst[v]), s.type_long_side * (2 if big else 1))
                 if big:
                     img = self._rs(img, rng)
+                img = self._tint(img, rng)
                 if rng.random() < 0.3:
                     views.append(capture_mix(img, rng, s.strength, 1.0))
                 else:
