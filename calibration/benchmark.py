@@ -34,7 +34,9 @@ FLOP_PER_IMAGE = 29.4e6
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """One engine to time: ``kind`` is ``onnxruntime`` (a bundle precision) or ``pytorch``."""
+    """One engine to time: ``kind`` is ``onnxruntime`` (a bundle precision), ``onnx-file``
+    (``bundle`` is the path of a bare ONNX file, run by ONNX Runtime's CPU provider), ``pytorch``,
+    ``tensorrt``, ``openvino`` or ``mobile``."""
 
     name: str
     kind: str
@@ -173,6 +175,11 @@ def _engine_fn(spec: Dict[str, Any]) -> Any:
         return run_torch
     from docedge.runtime.embedder import Embedder
 
+    if spec["kind"] == "onnx-file":
+        from docedge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(spec["bundle"], intra_op_threads=int(spec["threads"]),
+                                  allow_spinning=bool(spec["spinning"])).run  # fmt: skip
     if spec["kind"] == "tensorrt":
         return Embedder(spec["bundle"], precision=spec["precision"], backend="tensorrt").run_tensor
     if spec["kind"] == "mobile":
