@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -95,42 +96,47 @@ class Embedder:
             raise result.errors[first]
         return result.embeddings
 
-    def embed_many(self, images: Sequence[ImageInput], prefetch: bool = True) -> EmbedResult:
+    def embed_many(self, images: Sequence[ImageInput], prefetch: bool = True,
+                   workers: Optional[int] = None) -> EmbedResult:  # fmt: skip
         """Embed images, isolating failures: a corrupt image fails that item only.
 
-        Batches stream through a two-stage pipeline: while the backend runs batch ``i``, one
-        worker thread decodes and pre-processes batch ``i + 1`` (OpenCV and ONNX Runtime both
-        release the GIL), so decoding overlaps inference; memory stays bounded by two batches.
-        ``prefetch=False`` runs the stages one after the other.
+        Batches stream through a pipeline: while the backend runs batch ``i``, ``workers``
+        threads (default: one per CPU, at most 4) decode and pre-process the images of batch
+        ``i + 1`` in parallel (OpenCV and ONNX Runtime release the GIL), so decoding, the
+        dominant stage for large JPEGs, spreads over the cores and overlaps inference; memory
+        stays bounded by two batches. Results do not depend on ``workers``. ``prefetch=False``
+        runs the stages one after the other on the calling thread.
         """
         n = len(images)
         emb = np.full((n, self.dim), np.nan, dtype=np.float32)
         ok = np.zeros(n, dtype=bool)
         errors: Dict[int, ImageError] = {}
         starts = list(range(0, n, self.batch_size))
+        shape = (self.batch_size, 3, self.spec.height, self.spec.width)
 
-        def prepare(start: int) -> Tuple[np.ndarray[Any, Any], List[int]]:
-            buf = np.empty((self.batch_size, 3, self.spec.height, self.spec.width), np.float32)
+        def load_into(buf: np.ndarray[Any, Any], slot: int, i: int) -> Optional[ImageError]:
+            try:
+                buf[slot] = self.preprocess_one(images[i], i)
+            except ImageError as e:
+                return e
+            except (cv2.error, MemoryError, ValueError) as e:  # never abort the whole batch
+                return ImageError(describe_source(images[i], i), f"cannot pre-process ({e})")
+            return None
+
+        def finish(buf: np.ndarray[Any, Any], start: int,
+                   failed: List[Optional[ImageError]]) -> None:  # fmt: skip
             rows: List[int] = []
-            for i in range(start, min(n, start + self.batch_size)):
-                try:
-                    buf[len(rows)] = self.preprocess_one(images[i], i)
-                except ImageError as e:
-                    logger.warning("skipping image: %s", e)
-                    errors[i] = e
-                    continue
-                except (cv2.error, MemoryError, ValueError) as e:  # never abort the whole batch
-                    err = ImageError(describe_source(images[i], i), f"cannot pre-process ({e})")
+            for slot, err in enumerate(failed):
+                if err is None:
+                    rows.append(start + slot)
+                else:
                     logger.warning("skipping image: %s", err)
-                    errors[i] = err
-                    continue
-                rows.append(i)
-            return buf, rows
-
-        def infer(buf: np.ndarray[Any, Any], rows: List[int]) -> None:
+                    errors[start + slot] = err
             if not rows:
                 return
-            out = self.backend.run(buf[: len(rows)])
+            slots = [i - start for i in rows]
+            x = buf[: len(rows)] if slots == list(range(len(rows))) else buf[slots]
+            out = self.backend.run(x)
             finite = np.all(np.isfinite(out), axis=1)
             for r, i in enumerate(rows):
                 if finite[r]:
@@ -139,17 +145,28 @@ class Embedder:
                     errors[i] = ImageError(describe_source(images[i], i),
                                            "the model produced a non-finite embedding")  # fmt: skip
 
-        if not prefetch or len(starts) < 2:
+        if not prefetch or n < 2:
             for start in starts:
-                infer(*prepare(start))
+                buf = np.empty(shape, np.float32)
+                stop = min(n, start + self.batch_size)
+                finish(buf, start, [load_into(buf, i - start, i) for i in range(start, stop)])
             return EmbedResult(emb, ok, errors)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docedge-prep") as pool:
-            pending = pool.submit(prepare, starts[0])
+        w = workers if workers is not None else min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=max(1, w), thread_name_prefix="docedge-prep") as pool:
+
+            def submit(start: int) -> Tuple[np.ndarray[Any, Any], int, List[Any]]:
+                buf = np.empty(shape, np.float32)
+                stop = min(n, start + self.batch_size)
+                return buf, start, [pool.submit(load_into, buf, i - start, i)
+                                    for i in range(start, stop)]  # fmt: skip
+
+            pending = submit(starts[0])
             for nxt in [*starts[1:], None]:
-                buf, rows = pending.result()
+                buf, start, futures = pending
+                failed = [f.result() for f in futures]
                 if nxt is not None:
-                    pending = pool.submit(prepare, nxt)
-                infer(buf, rows)
+                    pending = submit(nxt)  # decoded while this batch runs
+                finish(buf, start, failed)
         return EmbedResult(emb, ok, errors)
 
     def describe(self) -> Dict[str, Any]:
