@@ -32,24 +32,54 @@ FP16_INHERIT_MIN_COSINE = 0.9995
 
 @dataclass(frozen=True)
 class SyntheticSet:
-    """A seeded synthetic labelled set: ``types`` document types x ``per_type`` captures."""
+    """A seeded synthetic set: ``types`` document types x ``per_type`` captures, and ``pages``
+    captures of text pages set in real fonts (``docedge.synth.layouts``: articles, tables,
+    forms, letters...; ids from ``first_page_id``, never trained on), photographed on a desk or
+    through the flat simulator, at 480-1280 px: pages that look like what users scan."""
 
     types: int
     per_type: int
     first_type_id: int
     capture_strength: float = 0.7
+    pages: int = 0
+    first_page_id: int = 60_000
 
     def write(self, folder: Union[str, Path], progress: bool = False) -> Path:
-        """Write it as ``folder/<type>/*.jpg`` and return ``folder``."""
+        """Write it as ``folder/<type>/*.jpg`` (+ ``folder/pages/*.jpg``) and return ``folder``.
+        Without fonts on the machine the pages are left out with a warning (types only)."""
         from docedge.synth.dataset import write_documents
 
         write_documents(folder, types=self.types, per_type=self.per_type,
                         first_type_id=self.first_type_id, capture_strength=self.capture_strength,
                         progress=progress)  # fmt: skip
+        if self.pages:
+            self._write_pages(Path(folder) / "pages")
         return Path(folder)
 
+    def _write_pages(self, out: Path) -> None:
+        import cv2
+        import numpy as np
 
-#: INT8 calibration data of the demo model when the user gives none (types never trained on).
+        from docedge.synth.backgrounds import capture_mix
+        from docedge.synth.fonts import FontsNotFoundError
+        from docedge.synth.layouts import render_page
+
+        out.mkdir(parents=True, exist_ok=True)
+        for k in range(self.pages):
+            pid = self.first_page_id + k
+            rng = np.random.default_rng([pid, 77])
+            long_side = int(rng.choice([480, 640, 960, 1280]))
+            try:
+                page = render_page(pid, 0, long_side)
+            except FontsNotFoundError as e:
+                logger.warning("calibration set without text pages: %s", e)
+                return
+            img = capture_mix(page, rng)
+            cv2.imwrite(str(out / f"page{pid:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+#: INT8 calibration data of the demo model when the user gives none: document types and text
+#: pages never trained on.
 DEMO_CALIBRATION = SyntheticSet(types=100, per_type=3, first_type_id=5000)
 #: Labelled data the demo model's per-precision threshold tables are measured on.
 DEMO_THRESHOLDS = SyntheticSet(types=40, per_type=5, first_type_id=400)
