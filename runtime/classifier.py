@@ -22,14 +22,11 @@ from .embedder import Embedder
 from .errors import GalleryError, ImageError
 from .gallery import Gallery
 from .preprocess import ImageInput
-from .search import as_float32, top_labels
+from .search import top_labels
 from .thresholds import DEFAULT_FPR, OperatingPoint, bundle_operating_point
 
 logger = logging.getLogger(__name__)
 
-#: Largest float32 copy of a float16 gallery the classifier keeps in memory (256 MiB, about
-#: 260k entries): searches then skip the per-search float16 -> float32 conversion.
-FLOAT32_CACHE_BYTES = 256 << 20
 #: Queries searched together (bounds the score buffers).
 _QUERY_BLOCK = 64
 
@@ -124,15 +121,9 @@ class Classifier:
         self._load_index(g)
 
     def _load_index(self, g: Gallery) -> None:
-        # float16 galleries: convert once to float32 when that fits the budget (searches then
-        # run at memory bandwidth); larger ones are converted chunk by chunk per search.
-        f32_bytes = len(g) * g.dim * 4
-        cache = g.dtype != "float32" and 0 < f32_bytes <= FLOAT32_CACHE_BYTES
-        matrix = as_float32(np.asarray(g.embeddings)) if cache else g.embeddings
         # One object swapped in one assignment: a search running while refresh() loads a new
         # snapshot uses the old index or the new one, never a mixture.
-        self._index = _Index(g, matrix, g.labels, g.label_ids(), g.label_parents(),
-                             np.asarray(g.ids, np.int64), _file_signature(g.path))  # fmt: skip
+        self._index = load_index(g)
         self.gallery = g
 
     def refresh(self) -> bool:
@@ -170,31 +161,7 @@ class Classifier:
 
     def decide(self, embeddings: np.ndarray[Any, Any]) -> List[Decision]:
         """Decisions for already-computed unit embeddings ``(N, D)`` (no image decoding)."""
-        op = self.operating_point
-        emb = np.asarray(embeddings, np.float32)
-        if emb.ndim == 1:
-            emb = emb[None]
-        idx = self._index
-        if len(idx.label_ids) == 0:
-            return [Decision(None, None, None, op.threshold, op.fpr, None, [])
-                    for _ in range(len(emb))]  # fmt: skip
-        want = max(self.top_k, 2)  # the second-best label gives the margin
-        out: List[Decision] = []
-        for start in range(0, len(emb), _QUERY_BLOCK):
-            per_query = top_labels(emb[start : start + _QUERY_BLOCK], idx.matrix,
-                                   idx.label_ids, want)  # fmt: skip
-            for found in per_query:
-                _check_scores(idx.gallery.path, found)
-                cands = [Candidate(idx.labels[li], idx.parents[li], score,
-                                   int(idx.ids[row])) for li, score, row in found]  # fmt: skip
-                best = cands[0]
-                margin = best.score - cands[1].score if len(cands) > 1 else None
-                matched = best.score > op.threshold  # strict, as DocClassifier
-                out.append(Decision(best.label if matched else None,
-                                    best.parent if matched else None, best.score,
-                                    op.threshold, op.fpr, margin,
-                                    cands[: self.top_k]))  # fmt: skip
-        return out
+        return decide(self._index, self.operating_point, self.top_k, embeddings)
 
     def close(self) -> None:
         """Release the backend (when it has something to release)."""
@@ -211,12 +178,48 @@ class Classifier:
 
 class _Index(NamedTuple):
     gallery: Gallery
-    matrix: np.ndarray[Any, Any]
+    matrix: np.ndarray[Any, Any]  # the gallery's memory map (float16 stays float16)
     labels: List[str]
     label_ids: np.ndarray[Any, Any]
     parents: List[Optional[str]]
     ids: np.ndarray[Any, Any]
     signature: Tuple[int, int, int]
+
+
+def load_index(g: Gallery) -> _Index:
+    """What a search needs from an opened (checked) gallery: its memory-mapped embeddings
+    (no float32 copy), the label table's columns and the file's signature for refresh()."""
+    return _Index(g, g.embeddings, g.labels, g.label_ids(), g.label_parents(), g.entry_ids(),
+                  _file_signature(g.path))  # fmt: skip
+
+
+def decide(index: _Index, op: OperatingPoint, top_k: int,
+           embeddings: np.ndarray[Any, Any]) -> List[Decision]:  # fmt: skip
+    """Decisions of unit embeddings ``(N, D)`` against ``index`` at operating point ``op``,
+    reporting ``top_k`` labels (what :meth:`Classifier.decide` runs)."""
+    emb = np.asarray(embeddings, np.float32)
+    if emb.ndim == 1:
+        emb = emb[None]
+    if len(index.label_ids) == 0:
+        return [Decision(None, None, None, op.threshold, op.fpr, None, [])
+                for _ in range(len(emb))]  # fmt: skip
+    want = max(top_k, 2)  # the second-best label gives the margin
+    labels, parents, ids = index.labels, index.parents, index.ids
+    out: List[Decision] = []
+    for start in range(0, len(emb), _QUERY_BLOCK):
+        per_query = top_labels(emb[start : start + _QUERY_BLOCK], index.matrix,
+                               index.label_ids, want)  # fmt: skip
+        for found in per_query:
+            _check_scores(index.gallery.path, found)
+            cands = [Candidate(labels[li], parents[li], score, int(ids[row]))
+                     for li, score, row in found]  # fmt: skip
+            best = cands[0]
+            margin = best.score - cands[1].score if len(cands) > 1 else None
+            matched = best.score > op.threshold  # strict, as DocClassifier
+            out.append(Decision(best.label if matched else None,
+                                best.parent if matched else None, best.score,
+                                op.threshold, op.fpr, margin, cands[:top_k]))  # fmt: skip
+    return out
 
 
 def _file_signature(path: Path) -> Tuple[int, int, int]:

@@ -46,6 +46,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import FingerprintMismatchError, GalleryError
+from .label_table import LabelTable, scan_label_section
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class Gallery:
     """
 
     def __init__(self, path: Path, embeddings: np.ndarray[Any, Any], dtype: str, dim: int,
-                 schema_version: int, sections: Dict[str, Callable[[], Dict[str, Any]]],
+                 schema_version: int, sections: Dict[str, Callable[[], Any]],
                  emb_sha256: str, fingerprint_sha256: Optional[bytes],
                  lock_timeout: Optional[float] = None) -> None:  # fmt: skip
         self.path = path
@@ -194,17 +195,15 @@ class Gallery:
         self.schema_version = schema_version
         self.lock_timeout = lock_timeout
         self._loaders = sections
-        self._parsed: Dict[str, Dict[str, Any]] = {}
+        self._parsed: Dict[str, Any] = {}  # meta, records: dicts; labels: a LabelTable
         self._emb_sha256 = emb_sha256
         self._fp_sha256 = fingerprint_sha256
         self._entries: Optional[List[Entry]] = None
-        self._labels: Optional[List[str]] = None
-        self._label_ids: Optional[np.ndarray[Any, Any]] = None
         self._sum64: Optional[int] = None
         self._embeddings_checked = False
 
     # --- sections (parsed lazily, checksum verified on first use) ----------------------------
-    def _section(self, name: str) -> Dict[str, Any]:
+    def _section(self, name: str) -> Any:
         if name not in self._parsed:
             # meta and labels are small and always checked together (what every use needs)
             for n in ("meta", "labels") if name in ("meta", "labels") else (name,):
@@ -212,10 +211,16 @@ class Gallery:
                     self._parsed[n] = self._loaders[n]()
         return self._parsed[name]
 
+    def label_table(self) -> LabelTable:
+        """The labels section as columns (entry ids, per-row label and parent codes; no
+        Python object per entry)."""
+        table: LabelTable = self._section("labels")
+        return table
+
     @property
     def meta(self) -> Dict[str, Any]:
         """``fingerprint``, ``created``, ``updated``, ``next_id``."""
-        meta = self._section("meta")
+        meta: Dict[str, Any] = self._section("meta")
         if self._fp_sha256 is not None and "_fp_checked" not in meta:
             if fingerprint_digest(meta.get("fingerprint") or {}) != self._fp_sha256:
                 raise GalleryError(f"{self.path}: the header's fingerprint checksum does not "
@@ -270,24 +275,19 @@ class Gallery:
     @property
     def labels(self) -> List[str]:
         """Distinct labels, in first-registration order."""
-        if self._labels is None:
-            self._labels = list(dict.fromkeys(self.row_labels))
-        return self._labels
+        return self.label_table().labels
 
     def label_ids(self) -> np.ndarray[Any, Any]:
         """Index into :attr:`labels` for every row, ``(count,)`` int64."""
-        if self._label_ids is None:
-            index = {lbl: i for i, lbl in enumerate(self.labels)}
-            self._label_ids = np.fromiter((index[lbl] for lbl in self.row_labels), np.int64,
-                                          len(self))  # fmt: skip
-        return self._label_ids
+        return self.label_table().label_codes
 
     def label_parents(self) -> List[Optional[str]]:
-        """Parent of every distinct label (aligned with :attr:`labels`)."""
-        first: Dict[str, Optional[str]] = {}
-        for lbl, par in zip(self.row_labels, self.row_parents):
-            first.setdefault(lbl, par)
-        return [first[lbl] for lbl in self.labels]
+        """Parent of every distinct label (its first row's; aligned with :attr:`labels`)."""
+        return self.label_table().label_parents()
+
+    def entry_ids(self) -> np.ndarray[Any, Any]:
+        """Entry id of every row, ``(count,)`` int64 (:attr:`ids` as one array)."""
+        return self.label_table().ids
 
     def rows_of(self, ids: Iterable[int]) -> List[int]:
         """Rows of the given entry ids (ids not present are skipped)."""
@@ -783,13 +783,17 @@ def _parse(p: Path, head: bytes, size: int, f: BinaryIO,
     fast_sum = emb_sum if marker == SUM64_MARKER else None
     mm: np.ndarray[Any, Any] = np.memmap(f, dtype=np.uint8, mode="r", shape=(size,))
 
-    def loader(name: str, columns: Tuple[str, ...]) -> Callable[[], Dict[str, Any]]:
+    def loader(name: str, columns: Tuple[str, ...]) -> Callable[[], Any]:
         off, length, sha = secs[name]
 
-        def load() -> Dict[str, Any]:
+        def load() -> Any:
             raw = mm[off : off + length].tobytes()
             if hashlib.sha256(raw).digest() != sha:
                 raise _bad(p, f"label table checksum mismatch ({name} section; corrupt file)")
+            if name == "labels":
+                fast = scan_label_section(raw, count)  # docedge's own layout, vectorized
+                if fast is not None:
+                    return fast
             try:
                 obj = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as e:
@@ -800,6 +804,8 @@ def _parse(p: Path, head: bytes, size: int, f: BinaryIO,
                 if not isinstance(obj.get(c), list) or len(obj[c]) != count:
                     raise _bad(p, f"{name} section: column {c!r} missing or not {count} long")
             _validate_section(p, name, obj)
+            if name == "labels":
+                return LabelTable.from_columns(obj["id"], obj["label"], obj["parent"])
             return obj
 
         return load
@@ -832,9 +838,9 @@ def _parse_v1(p: Path, head: bytes, size: int, f: BinaryIO,
     ):
         raise _bad(p, "inconsistent header (truncated or corrupt file)")
     mm: np.ndarray[Any, Any] = np.memmap(f, dtype=np.uint8, mode="r", shape=(size,))
-    cache: Dict[str, Dict[str, Any]] = {}
+    cache: Dict[str, Any] = {}
 
-    def table() -> Dict[str, Dict[str, Any]]:
+    def table() -> Dict[str, Any]:
         if not cache:
             raw = mm[t_off : t_off + t_len].tobytes()
             if hashlib.sha256(raw).digest() != t_sha:
@@ -848,12 +854,13 @@ def _parse_v1(p: Path, head: bytes, size: int, f: BinaryIO,
                 raise _bad(p, f"header count {count} != {len(rows)} entries")
             cache["meta"] = {k: t.get(k) for k in ("fingerprint", "created", "updated",
                                                    "next_id")}  # fmt: skip
-            cache["labels"] = {k: [r.get(k) for r in rows] for k in LABEL_COLUMNS}
+            cols = {k: [r.get(k) for r in rows] for k in LABEL_COLUMNS}
+            cache["labels"] = LabelTable.from_columns(cols["id"], cols["label"], cols["parent"])
             cache["records"] = {k: [r.get(k) for r in rows] for k in RECORD_COLUMNS}
             cache["records"]["meta"] = [r.get("meta") or {} for r in rows]
         return cache
 
-    sections: Dict[str, Callable[[], Dict[str, Any]]] = {
+    sections: Dict[str, Callable[[], Any]] = {
         name: (lambda name=name: table()[name])  # type: ignore[misc]
         for name in ("meta", "labels", "records")
     }
