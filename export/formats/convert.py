@@ -269,7 +269,9 @@ def _calibration(
         idx = np.random.default_rng(0).choice(len(files), limit, replace=False)
         files = [files[i] for i in sorted(idx)]
     h = hashlib.sha256()
-    for f in files:
+    # the order of docedge.calibration.calib_data.image_set_sha256 (export cannot import it), so
+    # a folder hashes the same here as in the INT8 calibration records
+    for f in sorted(files, key=lambda p: p.relative_to(folder).as_posix()):
         h.update(f.relative_to(folder).as_posix().encode("utf-8") + b"\0")
         h.update(hashlib.sha256(f.read_bytes()).digest())
     info = {"origin": origin, "data_sha256": h.hexdigest(), "max_images": limit}
