@@ -111,3 +111,26 @@ def test_cli_prints_the_choice_on_stderr_and_keeps_json_clean(bundle_copy, check
     out = capsys.readouterr()
     assert rc == 0 and json.loads(out.out)["embedded"] == 1
     assert "docedge: backend onnxruntime for fp32 (auto: the bundle has no OpenVINO artifact" in out.err
+
+
+@pytest.mark.parametrize("missing, skipped", [("openvino", "openvino"), ("nncf", "openvino int8")])
+def test_conversion_without_openvino_or_nncf_is_skipped_naming_the_extra(
+    bundle_copy, seeded_reference, monkeypatch, missing, skipped
+):
+    from docedge.export.formats import _common, convert
+
+    real = _common.importlib.import_module
+
+    def fake(name, *a, **k):
+        if name.split(".")[0] == missing:
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(_common.importlib, "import_module", fake)
+    opts = {"vectors": False, "openvino_precisions": ["int8"]}
+    report = convert.convert_bundle(bundle_copy, ["openvino"], reference=seeded_reference,
+                                    benchmark=False, options=opts)  # fmt: skip
+    assert report.records == [] and len(report.skipped) == 1
+    s = report.skipped[0]
+    assert " ".join(filter(None, (s["format"], s.get("precision")))) == skipped
+    assert "pip install 'docedge[openvino-export]'" in s["reason"] and s["extra"] == "openvino-export"

@@ -59,7 +59,7 @@ SPEED_ROUNDS, SPEED_SECONDS, SPEED_BATCHES = 2, 0.3, (1, 32)
 
 
 def _ov() -> Any:
-    return require("openvino", EXTRA, "OpenVINO conversion")
+    return require("openvino", EXPORT_EXTRA, "OpenVINO conversion")
 
 
 def bf16_unavailable_reason() -> Optional[str]:
@@ -238,6 +238,11 @@ def plan(ctx: Context) -> List[Staged]:
         out.append(staged(BF16_FILE, BF16_WEIGHTS, "bf16", "bf16", fields, BF16_GATE, fp32,
                           bf16_unavailable_reason()))  # fmt: skip
     if "int8" in precisions:
+        try:
+            require("nncf", EXPORT_EXTRA, "NNCF INT8 quantization")
+        except ConverterUnavailableError as e:  # bf16 goes on; int8 is reported as not run
+            out.append(Staged(INT8_FILE, FORMAT, "int8", {}, not_run_reason=str(e), commit=False))
+            return out
         items, info = calibration_items(ctx)
         fields = quantize_int8(ctx.work / BF16_FILE, ctx.work / INT8_FILE, items, info)
         fields["threshold_table"] = ("none of its own (INT8 moves scores): calibrate one, or classify "
