@@ -70,6 +70,10 @@ def test_bf16_and_int8_ir_are_gated_recorded_and_hash_checked(ov_bundle):
         assert set(bench["speedup_vs_onnxruntime"]) == {"batch_1", "batch_32"} and bench["measured_on"]
     assert bf16["precision"] == "bf16" and bf16["inference_precision_hint"] == "bf16"
     assert bf16["weights"].startswith("fp32") and bf16["verification"]["gated_on"] == "all gate images"
+    # bf16 passes only close enough to fp32 to borrow its threshold table, and says so; int8 does not
+    assert bf16["verification"]["gate"]["cos_min"] == 0.9995
+    assert bf16["threshold_table"].startswith("borrows fp32's")
+    assert int8["threshold_table"].startswith("none of its own")
     assert int8["precision"] == "int8" and int8["inference_precision_hint"] == "f32"
     assert int8["producers"]["nncf"] != "unknown"
     q = int8["quantization"]

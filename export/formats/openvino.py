@@ -40,8 +40,12 @@ EXPORT_EXTRA = "openvino-export"
 FORMAT = "openvino"
 BF16_FILE, BF16_WEIGHTS = "model_bf16.xml", "model_bf16.bin"
 INT8_FILE, INT8_WEIGHTS = "model_int8.xml", "model_int8.bin"
-#: bf16 borrows fp16's gate limits (both keep an 8-bit-or-wider mantissa on fp32 weights).
-BF16_GATE: Dict[str, float] = dict(gating.GATES["fp16"])
+#: A precision whose cosine min to the reference reaches this may borrow fp32's threshold table
+#: (the rule fp16 inherits it by: docedge.calibration.pipeline.FP16_INHERIT_MIN_COSINE).
+BORROW_TABLE_MIN_COSINE = 0.9995
+#: bf16's gate: fp16's limits with the cosine min raised to :data:`BORROW_TABLE_MIN_COSINE`, so
+#: a bf16 artifact that passes borrows fp32's table (stated in its record).
+BF16_GATE: Dict[str, float] = {**gating.GATES["fp16"], "cos_min": BORROW_TABLE_MIN_COSINE}
 #: NNCF INT8 uses the int8 gate (:data:`.gate.GATES`), on the document captures.
 INT8_GATE: Dict[str, float] = dict(gating.GATES["int8"])
 #: Images per calibration item handed to NNCF.
@@ -233,8 +237,9 @@ def plan(ctx: Context) -> List[Staged]:
 
     if "bf16" in precisions:
         fields = {**bf16_fields, "precision_note": "fp32 IR, bf16 compute (INFERENCE_PRECISION_HINT)",
-                  "threshold_table": "borrows fp32's: the gate holds decisions at the fp32 operating "
-                  "threshold (docs/precision.md)"}  # fmt: skip
+                  "threshold_table": f"borrows fp32's: its gate requires cosine min >= "
+                  f"{BORROW_TABLE_MIN_COSINE} to the reference (the rule fp16 inherits fp32's table by) "
+                  "and decision agreement at the fp32 operating threshold"}  # fmt: skip
         out.append(staged(BF16_FILE, BF16_WEIGHTS, "bf16", "bf16", fields, BF16_GATE, fp32,
                           bf16_unavailable_reason()))  # fmt: skip
     if "int8" in precisions:
