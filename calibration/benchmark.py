@@ -229,14 +229,21 @@ def _worker_main() -> None:
 def default_engines(bundle: str, precisions: Sequence[str], threads: int = 1,
                     pytorch: bool = True, tensorrt: bool = False,
                     openvino: bool = False) -> List[EngineSpec]:  # fmt: skip
-    """ONNX Runtime per precision (spinning off), TensorRT engines on request, and PyTorch
-    eager when available."""
+    """ONNX Runtime per precision (spinning off), TensorRT engines on request, OpenVINO on
+    request (f32 and bf16 hints on the fp32 ONNX, and every gated OpenVINO IR artifact of the
+    bundle: ``openvino-bf16-ir``, ``openvino-int8-ir``), and PyTorch eager when available."""
     out = [EngineSpec(f"onnxruntime-{p}", "onnxruntime", bundle, p, threads) for p in precisions]
     if tensorrt:
         out += [EngineSpec(f"tensorrt-{p}", "tensorrt", bundle, p, 0) for p in precisions]
     if openvino:
         out += [EngineSpec("openvino-f32", "openvino", bundle, "fp32", threads, hint="f32"),
                 EngineSpec("openvino-bf16", "openvino", bundle, "fp32", threads, hint="bf16")]
+        from docedge.runtime.bundle import load_bundle
+
+        for a in load_bundle(bundle, verify=False).artifacts:
+            if a.format == "openvino" and not a.variant:
+                out.append(EngineSpec(f"openvino-{a.precision}-ir", "openvino", bundle, a.precision, threads,
+                                      hint=str(a.record.get("inference_precision_hint", "f32"))))
     if pytorch:
         out.append(EngineSpec("pytorch-eager", "pytorch", bundle, "fp32", threads))
     return out

@@ -43,8 +43,11 @@ class Embedder:
     """Turns images into unit 256-d embeddings with one artifact of a bundle.
 
     ``bundle``: a :class:`Bundle` or a bundle directory. ``precision``: which artifact
-    (``fp32``, ``fp16``, ``int8``). ``backend``: ``onnxruntime`` or ``tensorrt``; extra keyword
-    ``backend_options`` go to the backend (e.g. ``providers=["cuda"]``). ``batch_size`` caps
+    (``fp32``, ``fp16``, ``int8``; ``bf16`` with OpenVINO). ``backend``: ``onnxruntime``,
+    ``openvino``, ``tensorrt`` or ``auto`` (OpenVINO where the bundle's OpenVINO artifact was
+    measured faster, else ONNX Runtime; the choice and its reason are logged and in
+    :meth:`describe`); extra keyword ``backend_options`` go to the backend (e.g.
+    ``providers=["cuda"]``). ``batch_size`` caps
     the batches sent to the backend (larger inputs are split). Thread-safe when the backend is.
     """
 
@@ -59,6 +62,8 @@ class Embedder:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.precision = precision
         self.spec = self.bundle.preprocess
+        if backend == "auto":  # the speed measured at this batch size decides
+            backend_options.setdefault("batch_size", batch_size)
         self.backend: Backend = create_backend(self.bundle, precision, backend, **backend_options)
         cap = self.backend.max_batch
         self.batch_size = max(1, min(batch_size, cap) if cap else batch_size)
@@ -172,6 +177,9 @@ class Embedder:
     def describe(self) -> Dict[str, Any]:
         d = dict(self.backend.describe())
         d["batch_size"] = self.batch_size
+        choice = getattr(self.backend, "backend_choice", None)
+        if choice is not None:
+            d["backend_choice"] = choice.to_dict()
         return d
 
     def close(self) -> None:

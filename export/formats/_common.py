@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 #: format -> the pip extra that brings its converter (None: part of docedge[export]).
 EXTRAS: Dict[str, Any] = {"ort": None, "fixed": None, "tflite": "litert", "coreml": "coreml",
-                          "ncnn": "ncnn"}  # fmt: skip
+                          "ncnn": "ncnn", "openvino": "openvino-export"}  # fmt: skip
 
 
 class ConverterUnavailableError(BackendUnavailableError):

@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 
 #: Formats in conversion order. ``vectors`` (pre-processing test vectors) is always added.
 FORMATS = ("ort", "tflite", "coreml", "ncnn")
-ALL_FORMATS = ("onnx", "fixed", *FORMATS, "vectors")
+#: Edge (not mobile) formats: converted when named, not part of ``all``.
+EDGE_FORMATS = ("openvino",)
+ALL_FORMATS = ("onnx", "fixed", *FORMATS, *EDGE_FORMATS, "vectors")
 
 Embed = Callable[[np.ndarray], np.ndarray]
 
@@ -59,6 +61,10 @@ class Staged:
     gate_limits: Optional[Dict[str, float]] = None
     verification: Optional[Dict[str, Any]] = None
     benchmark: Optional[Dict[str, Any]] = None
+    #: False: refused before its gate (``not_run_reason`` says why); reported, never committed.
+    commit: bool = True
+    #: With ``benchmark``: the artifact's own timing record instead of the batch-1 default.
+    measure: Optional[Callable[[], Dict[str, Any]]] = None
 
 
 @dataclass
@@ -263,7 +269,9 @@ def _calibration(
         idx = np.random.default_rng(0).choice(len(files), limit, replace=False)
         files = [files[i] for i in sorted(idx)]
     h = hashlib.sha256()
-    for f in files:
+    # the order of docedge.calibration.calib_data.image_set_sha256 (export cannot import it), so
+    # a folder hashes the same here as in the INT8 calibration records
+    for f in sorted(files, key=lambda p: p.relative_to(folder).as_posix()):
         h.update(f.relative_to(folder).as_posix().encode("utf-8") + b"\0")
         h.update(hashlib.sha256(f.read_bytes()).digest())
     info = {"origin": origin, "data_sha256": h.hexdigest(), "max_images": limit}
@@ -374,6 +382,12 @@ def _plan_ncnn(ctx: Context) -> List[Staged]:
     return out
 
 
+def _plan_openvino(ctx: Context) -> List[Staged]:
+    from . import openvino as ov
+
+    return ov.plan(ctx)
+
+
 def _plan_vectors(ctx: Context, embed: Embed, against: str) -> List[Staged]:
     from docedge.runtime.test_vectors import ARCHIVE_NAME, INDEX_NAME, VECTOR_DIR
 
@@ -415,13 +429,16 @@ def convert_bundle(
     options: Optional[Dict[str, Any]] = None,
     benchmark: bool = True,
 ) -> ConvertReport:
-    """Convert the bundle's model to ``formats`` (``ort``, ``tflite``, ``coreml``, ``ncnn``;
-    fixed-shape ONNX variants come with ``ort``; test vectors are always written), gate every
-    artifact against the PyTorch reference, and commit them all to the manifest at once.
+    """Convert the bundle's model to ``formats`` (``ort``, ``tflite``, ``coreml``, ``ncnn``,
+    ``openvino``; fixed-shape ONNX variants come with ``ort``; test vectors are always
+    written), gate every artifact against the PyTorch reference, and commit them all to the
+    manifest at once. An artifact refused before its gate (OpenVINO bf16 on a CPU without bf16)
+    is reported in ``skipped`` as not run and not committed.
 
     ``options``: ``nhwc_onnx`` (default True), ``ort_optimization`` ({precision: (style,
     level)}), ``tflite_variants`` (subset of fp32, fp16, int8-dynamic, int8-static),
-    ``tflite_float_head`` (False), ``calib_max_images`` (200), ``vectors`` (True).
+    ``tflite_float_head`` (False), ``calib_max_images`` (200), ``vectors`` (True),
+    ``openvino_precisions`` (subset of bf16, int8).
     Raises :class:`GateError` (nothing committed) when any artifact fails its gate.
     """
     root = Path(bundle_dir)
@@ -450,8 +467,9 @@ def convert_bundle(
         planners: Dict[str, Callable[[], List[Staged]]] = {
             "ort": lambda: _plan_ort(ctx, fixed), "tflite": lambda: _plan_tflite(ctx),
             "coreml": lambda: _plan_coreml(ctx), "ncnn": lambda: _plan_ncnn(ctx),
+            "openvino": lambda: _plan_openvino(ctx),
         }  # fmt: skip
-        for fmt in (f for f in FORMATS if f in fmts):
+        for fmt in (f for f in (*FORMATS, *EDGE_FORMATS) if f in fmts):
             try:
                 staged += planners[fmt]()
             except ConverterUnavailableError as e:
@@ -459,6 +477,12 @@ def convert_bundle(
                 report.skipped.append({"format": fmt, "extra": str(EXTRAS.get(fmt)), "reason": str(e)})
         if opts.get("vectors", True):
             staged += _plan_vectors(ctx, ref_embed, against)
+        for s in [s for s in staged if not s.commit]:
+            logger.warning("%s %s not run: %s", s.format, s.precision, s.not_run_reason)
+            report.skipped.append({"format": s.format, "precision": s.precision, "file": s.name,
+                                   "extra": str(EXTRAS.get(s.format)),
+                                   "reason": f"not run: {s.not_run_reason}"})  # fmt: skip
+        staged = [s for s in staged if s.commit]
         for s in staged:
             _gate(s, data, benchmark)
             if s.verification and s.verification.get("passed") is False:
@@ -497,7 +521,9 @@ def _gate(s: Staged, data: gating.GateData, benchmark: bool) -> None:
     embed, verified_with = s.runner()
     s.verification = gating.gate(data, embed, s.precision, bool(s.fields.get("normalized_output", True)),
                                  verified_with, s.gate_limits)  # fmt: skip
-    if benchmark:
+    if benchmark and s.measure is not None:
+        s.benchmark = s.measure()
+    elif benchmark:
         s.benchmark = {"batch_1": gating.speed(embed, data.x, 1)}
         if s.batch > 1:
             s.benchmark[f"batch_{s.batch}"] = gating.speed(embed, data.x, s.batch)

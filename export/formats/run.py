@@ -2,7 +2,7 @@
 and ``docedge bench``: one batch function per artifact, L2-normalized output.
 
 ``mobile_runs(bundle)`` lists ``(name, record, factory)`` for every converted model file
-(``ort``, ``tflite``, ``ncnn``, fixed-shape ``onnx`` variants); ``factory()`` returns
+(``ort``, ``tflite``, ``ncnn``, ``openvino``, fixed-shape ``onnx`` variants); ``factory()`` returns
 ``(embed, verified_with)`` or raises :class:`ConverterUnavailableError` (the interpreter is not
 installed, or the format cannot run here: Core ML needs macOS).
 """
@@ -17,7 +17,7 @@ import numpy as np
 from ._common import ConverterUnavailableError
 
 Embed = Callable[[np.ndarray], np.ndarray]
-MODEL_FORMATS = ("onnx", "ort", "tflite", "ncnn", "coreml")
+MODEL_FORMATS = ("onnx", "ort", "tflite", "ncnn", "coreml", "openvino")
 
 
 def _normalized(embed: Embed, normalized_output: bool) -> Embed:
@@ -46,6 +46,12 @@ def artifact_runner(bundle: Any, record: Dict[str, Any]) -> Tuple[Embed, Dict[st
 
         extra = [f["file"] for f in record.get("files") or []]
         embed, info = ncnn_runner(path, bundle.path / extra[0])
+    elif fmt == "openvino":
+        from .openvino import ir_runner
+
+        extra = [f["file"] for f in record.get("files") or []]
+        hint = str(record.get("inference_precision_hint", "f32"))
+        embed, info = ir_runner(path, bundle.path / extra[0], hint)
     elif fmt == "coreml":
         from .coreml import NOT_RUN_REASON
 

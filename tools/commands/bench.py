@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=1.0, help="timing per engine, batch and round")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch eager")
     p.add_argument("--openvino", action="store_true",
-                   help="also time OpenVINO on the fp32 ONNX (f32 pinned, and bf16)")
+                   help="also time OpenVINO: the fp32 ONNX (f32 pinned, and bf16) and the "
+                   "bundle's OpenVINO IR artifacts (docedge convert --formats openvino)")
     p.add_argument("--tensorrt", action="store_true",
                    help="also time the cached TensorRT engine of each precision (GPU)")
     p.add_argument("--gallery-sizes", default="10000,100000",

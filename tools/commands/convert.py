@@ -1,4 +1,5 @@
-"""``docedge convert BUNDLE --formats ort,tflite,coreml,ncnn``: add gated mobile artifacts."""
+"""``docedge convert BUNDLE --formats ort,tflite,coreml,ncnn,openvino``: add gated mobile and
+edge artifacts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ..output import add_json_flag, human_size, print_json
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
-        help="add mobile/edge artifacts (ORT Mobile, LiteRT, Core ML, ncnn) to a bundle",
+        help="add mobile/edge artifacts (ORT Mobile, LiteRT, Core ML, ncnn, OpenVINO) to a bundle",
         description="Convert the bundle's model to mobile formats, gate each artifact against the "
         "PyTorch reference (cosine, decision agreement), and commit them to the manifest together. "
         "Pre-processing test vectors are always written. Formats whose converter is not installed "
@@ -22,8 +23,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--formats",
         default="ort,tflite,coreml,ncnn",
-        help="comma-separated: ort (with fixed-shape ONNX), tflite, coreml, ncnn, or all",
+        help="comma-separated: ort (with fixed-shape ONNX), tflite, coreml, ncnn, or all (the "
+        "mobile ones); openvino (x86 edge: bf16 and NNCF int8 IR, not part of all)",
     )
+    p.add_argument("--openvino-precisions", default="bf16,int8",
+                   help="OpenVINO artifacts to make: bf16, int8 or both (default)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="the bundle's source checkpoint")
     src.add_argument("--random-init", action="store_true", help="the bundle is a seeded random init")
@@ -31,7 +35,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--calib-images",
         type=Path,
-        help="images for LiteRT static int8 (default: synthetic document captures)",
+        help="images for LiteRT static int8 and OpenVINO NNCF int8 (default: the bundle's int8 "
+        "calibration folder when it still holds the same images, else synthetic document captures)",
     )
     p.add_argument("--calib-max-images", type=int, default=200)
     p.add_argument(
@@ -66,6 +71,14 @@ def table_lines(records: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
+def _openvino_precisions(text: str) -> List[str]:
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    bad = [t for t in items if t not in ("bf16", "int8")]
+    if bad or not items:
+        raise SystemExit(f"error: --openvino-precisions {text!r}: choose from bf16, int8")
+    return items
+
+
 def run(args: argparse.Namespace) -> int:
     from docedge.export.formats.convert import convert_bundle, parse_formats
     from docedge.export.gates import GateError
@@ -81,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             random_init_seed=args.seed if args.random_init else None,
             calib_images=args.calib_images,
-            options={"calib_max_images": args.calib_max_images, "tflite_float_head": args.tflite_float_head},
+            options={"calib_max_images": args.calib_max_images, "tflite_float_head": args.tflite_float_head,
+                     "openvino_precisions": _openvino_precisions(args.openvino_precisions)},
             benchmark=not args.no_benchmark,
         )
     except GateError as e:  # a failed check: exit 1, nothing committed
@@ -99,5 +113,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"converted {args.bundle}: {len(report.records)} artifact(s) committed")
         print("\n".join(table_lines(report.records)))
         for s in report.skipped:
-            print(f"  skipped {s['format']}: {s['reason']}")
+            what = f"{s['format']} {s['precision']}" if s.get("precision") else s["format"]
+            print(f"  skipped {what}: {s['reason']}")
     return 0 if not report.failed else 1

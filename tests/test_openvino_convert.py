@@ -1,0 +1,239 @@
+"""OpenVINO IR artifacts (issue 12): ``docedge convert --formats openvino`` writes a bf16 IR and
+an NNCF INT8 IR, gates both against the PyTorch reference and commits them in one transaction;
+a failed gate commits nothing; the runtime loads them hash-checked and they agree with fp32."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'docedge[openvino]')")
+pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'docedge[openvino-export]')")
+
+from docedge.export.bundle_writer import GateError
+from docedge.export.check_images import check_batch
+from docedge.export.verify import agreement
+from docedge.runtime import BundleError, Embedder
+from docedge.runtime.bundle import load_bundle
+
+
+def _has_bf16() -> bool:
+    from docedge.runtime.backends.openvino_backend import cpu_capabilities
+
+    return "BF16" in cpu_capabilities()
+
+
+needs_bf16 = pytest.mark.skipif(not _has_bf16(), reason="this CPU has no bf16 (OpenVINO capabilities)")
+
+
+@pytest.fixture(scope="module")
+def demo_fp32(tmp_path_factory):
+    """The demo model, fp32 only (read-only; copy before changing it)."""
+    from docedge.export.bundle_writer import export_bundle
+    from docedge.export.reference import load_reference
+
+    return export_bundle(tmp_path_factory.mktemp("ov_demo") / "b", reference=load_reference()).path
+
+
+@pytest.fixture(scope="module")
+def ov_bundle(demo_fp32, tmp_path_factory):
+    """``demo_fp32`` converted to OpenVINO (with the conversion-time speed check)."""
+    from docedge.export.formats.convert import convert_bundle
+
+    dst = tmp_path_factory.mktemp("ov") / "b"
+    shutil.copytree(demo_fp32, dst)
+    report = convert_bundle(dst, ["openvino"], options={"vectors": False})
+    return dst, report
+
+
+@needs_bf16
+def test_bf16_and_int8_ir_are_gated_recorded_and_hash_checked(ov_bundle):
+    root, report = ov_bundle
+    assert report.failed == [] and report.skipped == []
+    b = load_bundle(root)  # verifies both files of each IR artifact
+    recs = {a.file: a.record for a in b.artifacts}
+    bf16, int8 = recs["model_bf16.xml"], recs["model_int8.xml"]
+    for rec, weights in ((bf16, "model_bf16.bin"), (int8, "model_int8.bin")):
+        assert rec["format"] == "openvino"
+        assert [f["file"] for f in rec["files"]] == [weights] and len(rec["files"][0]["sha256"]) == 64
+        v = rec["verification"]
+        assert v["passed"] is True and v["against"] == "pytorch-reference"
+        assert v["verified_with"]["openvino"] and v["verified_with"]["INFERENCE_PRECISION_HINT"]
+        assert rec["producers"]["openvino"] != "unknown"
+        assert "decisions" in v and v["gate"] == rec["gate_limits"]
+        assert rec["threshold_table"]
+        bench = rec["benchmark"]
+        assert set(bench["speedup_vs_onnxruntime"]) == {"batch_1", "batch_32"} and bench["measured_on"]
+    assert bf16["precision"] == "bf16" and bf16["inference_precision_hint"] == "bf16"
+    assert bf16["weights"].startswith("fp32") and bf16["verification"]["gated_on"] == "all gate images"
+    # bf16 passes only close enough to fp32 to borrow its threshold table, and says so; int8 does not
+    assert bf16["verification"]["gate"]["cos_min"] == 0.9995
+    assert bf16["threshold_table"].startswith("borrows fp32's")
+    assert int8["threshold_table"].startswith("none of its own")
+    assert int8["precision"] == "int8" and int8["inference_precision_hint"] == "f32"
+    assert int8["producers"]["nncf"] != "unknown"
+    q = int8["quantization"]
+    assert q["tool"] == "nncf.quantize" and q["preset"] == "MIXED" and q["images_per_item"] == 16
+    assert q["ignored_types"] == ["ReduceL2", "Clamp", "Divide"] and q["fake_quantize_nodes"] > 0
+    assert len(int8["calibration"]["data_sha256"]) == 64 and int8["calibration"]["images"] > 16
+    assert int8["verification"]["gated_on"] == "document captures"
+    # the ONNX artifacts stay the bundle's precisions; nothing is left over
+    assert b.precisions == ["fp32"]
+    assert not any(p.name.endswith(".staged") or p.is_dir() for p in root.iterdir())
+
+
+@needs_bf16
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_runtime_loads_the_ir_and_it_agrees_with_fp32(ov_bundle, precision):
+    root, _ = ov_bundle
+    x = check_batch(8, seed=3)
+    fp32 = Embedder(root).run_tensor(x)
+    with Embedder(root, precision=precision, backend="openvino", threads=1,
+                  performance_hint="THROUGHPUT") as emb:  # fmt: skip
+        d = emb.describe()
+        got = emb.run_tensor(x)
+    assert d["artifact"]["file"] == f"model_{precision}.xml"
+    assert d["weights"].endswith(f"model_{precision}.bin")
+    assert d["PERFORMANCE_HINT"] == "THROUGHPUT" and d["INFERENCE_NUM_THREADS"] == 1
+    assert d["INFERENCE_PRECISION_HINT"] == ("bf16" if precision == "bf16" else "f32")
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-3)
+    assert agreement(fp32, got).cos_min > (0.999 if precision == "bf16" else 0.9)
+
+
+@needs_bf16
+def test_the_gated_hint_cannot_be_swapped(ov_bundle):
+    with pytest.raises(ValueError, match="gated with INFERENCE_PRECISION_HINT=bf16"):
+        Embedder(ov_bundle[0], precision="bf16", backend="openvino", inference_precision="f32")
+
+
+@needs_bf16
+@pytest.mark.parametrize("victim", ["model_bf16.bin", "model_int8.xml"])
+def test_a_tampered_ir_file_is_refused(ov_bundle, tmp_path, victim):
+    root = tmp_path / "b"
+    shutil.copytree(ov_bundle[0], root)
+    p = root / victim
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=victim):
+        Embedder(root, precision="int8", backend="openvino")
+
+
+@needs_bf16
+def test_converted_artifacts_are_part_of_mobile_runs(ov_bundle):
+    from docedge.export.formats.run import mobile_runs
+
+    runs = {name: factory for name, _rec, factory in mobile_runs(load_bundle(ov_bundle[0]))}
+    assert {"bf16/openvino", "int8/openvino"} <= set(runs)
+    embed, info = runs["bf16/openvino"]()
+    assert embed(check_batch(2)).shape == (2, 256) and info["INFERENCE_PRECISION_HINT"] == "bf16"
+
+
+def test_a_failed_gate_commits_nothing(demo_fp32, tmp_path, monkeypatch):
+    from docedge.export.formats import convert
+    from docedge.export.formats import openvino as ovf
+
+    root = tmp_path / "b"
+    shutil.copytree(demo_fp32, root)
+    before = (root / "manifest.json").read_bytes()
+    real = ovf.ir_runner
+
+    def bad_runner(xml, weights, hint, threads=2):  # an artifact that returns the wrong vectors
+        embed, info = real(xml, weights, hint, threads)
+        return (lambda x: embed(np.ascontiguousarray(x[:, ::-1]))), info
+
+    monkeypatch.setattr(ovf, "ir_runner", bad_runner)
+    with pytest.raises(GateError, match=r"model_int8\.xml.*nothing committed|nothing committed.*model_int8"):
+        convert.convert_bundle(root, ["openvino"], benchmark=False,
+                               options={"vectors": False, "openvino_precisions": ["int8"]})  # fmt: skip
+    assert (root / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in root.iterdir() if p.name != ".docedge-bundle.lock") == [
+        "manifest.json", "model_fp32.onnx"]  # fmt: skip
+
+
+def test_bf16_is_refused_not_committed_on_a_cpu_without_it(demo_fp32, tmp_path, monkeypatch):
+    from docedge.export.formats import convert
+    from docedge.export.formats import openvino as ovf
+
+    root = tmp_path / "b"
+    shutil.copytree(demo_fp32, root)
+    monkeypatch.setattr(ovf, "bf16_unavailable_reason", lambda: "this CPU has no bf16 (test)")
+    report = convert.convert_bundle(root, ["openvino"], benchmark=False,
+                                    options={"vectors": False, "openvino_precisions": ["bf16"]})  # fmt: skip
+    assert report.records == []
+    assert report.skipped == [{"format": "openvino", "precision": "bf16", "file": "model_bf16.xml",
+                               "extra": "openvino-export", "reason": "not run: this CPU has no bf16 (test)"}]
+    assert [a.file for a in load_bundle(root).artifacts] == ["model_fp32.onnx"]
+    with pytest.raises(BundleError, match="no OpenVINO bf16 artifact"):
+        Embedder(root, precision="bf16", backend="openvino")
+
+
+def test_int8_calibrates_on_the_bundles_own_int8_images(demo_fp32, tmp_path):
+    """The folder the ONNX INT8 was calibrated on is reused when it still hashes the same."""
+    from docedge.calibration.int8 import calibrate_int8
+    from docedge.export.formats import convert
+    from docedge.synth.dataset import write_documents
+
+    root = tmp_path / "b"
+    shutil.copytree(demo_fp32, root)
+    calib = tmp_path / "cal"
+    write_documents(calib, types=12, per_type=3, first_type_id=5000, progress=False)
+    calibrate_int8(root, calib, progress=False, enforce_gate=False)
+    onnx_cal = load_bundle(root).artifact("int8").record["calibration"]
+    report = convert.convert_bundle(root, ["openvino"], benchmark=False,
+                                    options={"vectors": False, "openvino_precisions": ["int8"]})  # fmt: skip
+    cal = next(r for r in report.records if r["file"] == "model_int8.xml")["calibration"]
+    assert cal["data_sha256"] == onnx_cal["data_sha256"] and "model_int8.onnx" in cal["origin"]
+    assert cal["images"] == onnx_cal["images"] == 36
+    # changed since: the default set is used, and said so
+    next(iter(sorted(calib.rglob("*.jpg")))).write_bytes(b"changed")
+    report = convert.convert_bundle(root, ["openvino"], benchmark=False,
+                                    options={"vectors": False, "openvino_precisions": ["int8"]})  # fmt: skip
+    cal = next(r for r in report.records if r["file"] == "model_int8.xml")["calibration"]
+    assert cal["data_sha256"] != onnx_cal["data_sha256"] and "synthetic" in cal["origin"]
+
+
+@needs_bf16
+def test_cli_convert_openvino_json(demo_fp32, tmp_path, capsys):
+    from docedge.tools.cli import main
+
+    root = tmp_path / "b"
+    shutil.copytree(demo_fp32, root)
+    rc = main(["convert", str(root), "--formats", "openvino", "--openvino-precisions", "bf16",
+               "--no-benchmark", "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["ok"] is True
+    assert {a["file"] for a in out["artifacts"]} == {"model_bf16.xml", "test_vectors.zip"}
+    with pytest.raises(SystemExit, match="openvino-precisions"):
+        main(["convert", str(root), "--formats", "openvino", "--openvino-precisions", "fp8"])
+
+
+def test_one_backend_serves_several_threads(demo_fp32):
+    """Each thread gets its own infer request (one shared request is not thread-safe)."""
+    from docedge.runtime.backends.openvino_backend import OpenVINOBackend
+
+    b = OpenVINOBackend(demo_fp32 / "model_fp32.onnx", threads=1)
+    xs = [check_batch(4, seed=s) for s in range(4)]
+    want = [b.run(x) for x in xs]
+    got = {}
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(20):
+                got[i] = b.run(xs[i])
+                assert np.allclose(got[i], want[i], atol=1e-5)
+        except Exception as e:  # collected: an assertion in a thread would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
