@@ -24,7 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class BenchResult:
     load_before: Optional[List[float]] = None
     load_after: Optional[List[float]] = None
     cpu_count: int = 0
+    not_run: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -113,6 +114,12 @@ def summarize(rows: Sequence[Dict[str, Any]], gemm_gflops: Optional[float]) -> L
         if gemm_gflops and med_cpu:
             row["gemm_peak_fraction"] = (FLOP_PER_IMAGE / (med_cpu / 1000.0)) / (gemm_gflops * 1e9)
         out.append(row)
+    for batch in {r["batch"] for r in out}:  # ratios against ONNX Runtime fp32, where present
+        ort = next((r for r in out if r["batch"] == batch and r["engine"] == "onnxruntime-fp32"),
+                   None)  # fmt: skip
+        for r in out:
+            if r["batch"] == batch and ort is not None:
+                r["cpu_speedup_vs_onnxruntime"] = ort["cpu_ms_per_image"] / r["cpu_ms_per_image"]
     for batch in {r["batch"] for r in out}:  # ratios against PyTorch eager, where present
         base = next((r for r in out if r["batch"] == batch and r["engine"] == "pytorch-eager"), None)
         for r in out:
@@ -249,6 +256,49 @@ def default_engines(bundle: str, precisions: Sequence[str], threads: int = 1,
     return out
 
 
+def compare_engines(bundle: str, threads: int = 1) -> Tuple[List[EngineSpec], Dict[str, str]]:
+    """``docedge bench --compare``: the bundle's fp32 ONNX in every docedge backend this machine
+    can run (ONNX Runtime, OpenVINO with f32 pinned, TensorRT) and PyTorch eager, for one table.
+    Returns the engines and, for each engine that cannot run here, the reason (reported as not
+    run, never dropped silently)."""
+    import importlib.util
+
+    engines = [EngineSpec("onnxruntime-fp32", "onnxruntime", bundle, "fp32", threads)]
+    not_run: Dict[str, str] = {}
+    if importlib.util.find_spec("openvino") is not None:
+        engines.append(EngineSpec("openvino-f32", "openvino", bundle, "fp32", threads, hint="f32"))
+    else:
+        not_run["openvino-f32"] = "OpenVINO is not installed: pip install 'docedge[openvino]'"
+    trt = _tensorrt_unavailable()
+    if trt is None:
+        engines.append(EngineSpec("tensorrt-fp32", "tensorrt", bundle, "fp32", 0))
+    else:
+        not_run["tensorrt-fp32"] = trt
+    if importlib.util.find_spec("torch") is not None:
+        engines.append(EngineSpec("pytorch-eager", "pytorch", bundle, "fp32", threads))
+    else:
+        not_run["pytorch-eager"] = "PyTorch is not installed: pip install 'docedge[export]'"
+    return engines, not_run
+
+
+def _tensorrt_unavailable() -> Optional[str]:
+    """None when TensorRT and a CUDA device can be used here, else why not."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return "TensorRT is not installed (docs/tensorrt.md)"
+    if not hasattr(trt, "Builder"):
+        return "tensorrt has no library here (type stubs only)"
+    from docedge.runtime.backends.tensorrt.builder import gpu_device
+    from docedge.runtime.errors import BackendUnavailableError
+
+    try:
+        gpu_device(0)
+    except BackendUnavailableError as e:
+        return str(e)
+    return None
+
+
 def mobile_engines(bundle: str) -> List[EngineSpec]:
     """One engine per converted mobile/edge artifact of the bundle (``precision`` holds the
     artifact's parity name, e.g. ``fp16/tflite``)."""
@@ -300,18 +350,23 @@ def markdown(res: BenchResult) -> str:
              f"{res.load_after}; float32 GEMM peak {res.gemm_gflops or float('nan'):.1f} GFLOP/s "
              "(one thread)", "",
              "| engine | batch | CPU ms/image (min-max) | wall ms/image (min-max) | images/CPU-s | "
-             "GEMM peak | vs PyTorch (CPU) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "GEMM peak | vs PyTorch (CPU) | vs ONNX Runtime fp32 (CPU) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in res.summary:
         frac = r.get("gemm_peak_fraction")
         vs = r.get("cpu_speedup_vs_pytorch")
+        vs_ort = r.get("cpu_speedup_vs_onnxruntime")
         lines.append(f"| {r['engine']} | {r['batch']} | {r['cpu_ms_per_image']:.3f} "
                      f"({r['cpu_min']:.3f}-{r['cpu_max']:.3f}) | {r['wall_ms_per_image']:.3f} "
                      f"({r['wall_min']:.3f}-{r['wall_max']:.3f}) | {r['images_per_cpu_s']:.0f} | "
                      f"{'' if frac is None else f'{frac:.0%}'} | "
-                     f"{'' if vs is None else f'{vs:.2f}x'} |")  # fmt: skip
+                     f"{'' if vs is None else f'{vs:.2f}x'} | "
+                     f"{'' if vs_ort is None else f'{vs_ort:.2f}x'} |")  # fmt: skip
     errors = sorted({f"{r['engine']}: {r['error']}" for r in res.rounds if "error" in r})
     if errors:
         lines += ["", "Engines that failed: " + "; ".join(errors)]
+    if res.not_run:
+        lines += ["", "Not run: " + "; ".join(f"{k}: {v}" for k, v in res.not_run.items())]
     return "\n".join(lines) + "\n"
 
 

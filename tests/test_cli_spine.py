@@ -104,3 +104,26 @@ def test_bench_runs_each_engine_in_its_own_process_in_interleaved_rounds(seeded_
         assert c["cpu_speedup_vs_pytorch"] > 0 and c["wall_ms_per_image"] > 0
     assert r["gemm_gflops"] > 0 and r["load_before"] is not None
 
+
+
+@pytest.mark.slow
+def test_bench_compare_puts_every_backend_in_one_table_and_names_what_could_not_run(
+    seeded_bundle, capsys
+):
+    argv = ["bench", str(seeded_bundle), "--compare", "--batch-sizes", "2", "--rounds", "1",
+            "--seconds", "0.05", "--gallery-sizes", "", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    ran = {c["engine"] for c in r["summary"]}
+    assert {"onnxruntime-fp32", "pytorch-eager"} <= ran
+    assert "tensorrt-fp32" in r["not_run"] and "tensorrt-fp32" not in ran  # no GPU here
+    assert ran.isdisjoint(r["not_run"])
+    ort = next(c for c in r["summary"] if c["engine"] == "onnxruntime-fp32")
+    assert ort["cpu_speedup_vs_onnxruntime"] == 1.0
+    for c in r["summary"]:
+        assert c["cpu_speedup_vs_onnxruntime"] > 0
+
+
+def test_bench_compare_refuses_options_it_would_ignore(seeded_bundle, capsys):
+    assert main(["bench", str(seeded_bundle), "--compare", "--precision", "int8"]) == 2
+    assert "--compare" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -36,6 +37,10 @@ def register(sub: Any) -> None:
     p.add_argument("--openvino", action="store_true",
                    help="also time OpenVINO: the fp32 ONNX (f32 pinned, and bf16) and the "
                    "bundle's OpenVINO IR artifacts (docedge convert --formats openvino)")
+    p.add_argument("--compare", action="store_true",
+                   help="one table of the bundle's fp32 ONNX in every docedge backend that can run "
+                   "here (ONNX Runtime, OpenVINO f32, TensorRT) and PyTorch eager; backends that "
+                   "cannot run are listed as not run with the reason")
     p.add_argument("--tensorrt", action="store_true",
                    help="also time the cached TensorRT engine of each precision (GPU)")
     p.add_argument("--gallery-sizes", default="10000,100000",
@@ -51,15 +56,30 @@ def _ints(text: str) -> List[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from docedge.calibration.benchmark import default_engines, markdown, run_benchmark, write_benchmark
+    from docedge.calibration.benchmark import (
+        compare_engines,
+        default_engines,
+        markdown,
+        run_benchmark,
+        write_benchmark,
+    )
     from docedge.runtime.bundle import load_bundle
 
+    if args.compare and (args.precision != "all" or args.openvino or args.tensorrt
+                         or args.no_torch):  # fmt: skip
+        print("error: --compare runs fp32 in every backend; it cannot be combined with "
+              "--precision, --openvino, --tensorrt or --no-torch", file=sys.stderr)
+        return 2
     bundle = load_bundle(args.bundle)
     precisions = bundle.precisions if args.precision == "all" else args.precision.split(",")
     for prec in precisions:
         bundle.artifact(prec)
-    engines = default_engines(str(bundle.path), precisions, args.threads, not args.no_torch,
-                              args.tensorrt, args.openvino)  # fmt: skip
+    not_run: Dict[str, str] = {}
+    if args.compare:
+        engines, not_run = compare_engines(str(bundle.path), args.threads)
+    else:
+        engines = default_engines(str(bundle.path), precisions, args.threads, not args.no_torch,
+                                  args.tensorrt, args.openvino)  # fmt: skip
     if args.spinning != "off":
         from dataclasses import replace
 
@@ -68,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         engines = spin + [e for e in engines if e.kind != "onnxruntime"] if args.spinning == "on" \
             else engines + spin  # fmt: skip
     res = run_benchmark(engines, _ints(args.batch_sizes), rounds=args.rounds, seconds=args.seconds)
+    res.not_run = not_run
     report: Dict[str, Any] = {"bundle": str(bundle.path), **res.to_json()}
     sizes = _ints(args.gallery_sizes) if args.gallery_sizes else []
     report["gallery_search"] = _gallery_bench(sizes) if sizes else []
