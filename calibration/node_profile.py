@@ -91,8 +91,8 @@ def profile_nodes(model: Union[str, Path], batch: int = 32, threads: int = 1, ru
             sess.run(None, {input_name: x})
         events = json.loads(Path(sess.end_profiling()).read_text())
         groups = _conv_groups(Path(so.optimized_model_filepath))
-    total: Dict[str, float] = collections.Counter()
-    nodes: Dict[str, int] = collections.Counter()
+    total: Dict[str, float] = collections.defaultdict(float)
+    nodes: Dict[str, int] = collections.defaultdict(int)
     seen = set()
     for e in events:
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):

@@ -107,7 +107,8 @@ def tint_paper(img: np.ndarray, rng: np.random.Generator, depth: float = 0.3) ->
     dark because the tint multiplies)."""
     f = 1.0 - rng.uniform(0.0, depth, 3)
     f = f / f.max()
-    return np.clip(img.astype(np.float32) * f.astype(np.float32), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img.astype(np.float32) * f.astype(np.float32), 0, 255)
+    return out.astype(np.uint8)
 
 
 class TrainingMix:
