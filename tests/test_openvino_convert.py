@@ -237,3 +237,13 @@ def test_one_backend_serves_several_threads(demo_fp32):
         t.join()
     assert errors == []
 
+
+
+@needs_bf16
+def test_bench_times_the_ir_artifacts_with_their_gated_hints(ov_bundle):
+    from docedge.calibration.benchmark import default_engines
+
+    specs = {e.name: e for e in default_engines(str(ov_bundle[0]), ["fp32"], pytorch=False, openvino=True)}
+    assert (specs["openvino-bf16-ir"].precision, specs["openvino-bf16-ir"].hint) == ("bf16", "bf16")
+    assert (specs["openvino-int8-ir"].precision, specs["openvino-int8-ir"].hint) == ("int8", "f32")
+    assert {"onnxruntime-fp32", "openvino-f32", "openvino-bf16"} <= set(specs)
