@@ -200,6 +200,20 @@ def test_qdq_model_is_what_tensorrt_accepts(int8_bundle):
     assert get_metadata(q)["precision"] == "int8"
 
 
+def test_the_convolution_that_reads_the_image_stays_float(int8_bundle, fp32_model):
+    """Symmetric int8 would give the image's 256 levels only 128: the stem is kept float, the
+    image is never quantized, and the record says so."""
+    from docedge.calibration.int8 import input_convs
+
+    stem = input_convs(fp32_model)
+    assert stem == ["/backbone/backbone/conv_stem/Conv"]
+    q = onnx.load(str(int8_bundle / "model_int8.onnx"))
+    assert not set(quantized_node_names(q)) & set(stem)
+    assert "img" not in qdq_activation_scales(q)
+    quant = load_bundle(int8_bundle).artifact("int8").record["quantization"]
+    assert quant["input_conv_kept_float"] is True and stem[0] in quant["float_nodes"]
+
+
 def test_int8_provenance_and_runtime(int8_bundle, calib_dir):
     b = load_bundle(int8_bundle)  # verifies every checksum
     rec = b.artifact("int8").record

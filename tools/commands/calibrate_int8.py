@@ -39,6 +39,9 @@ def register_int8(sub: Any) -> None:
                    "default), 8601, 100300 (10.3, JetPack 6) or a dotted version")  # fmt: skip
     p.add_argument("--quantize-depthwise", action="store_true",
                    help="also quantize depthwise convolutions (measured: costs accuracy)")  # fmt: skip
+    p.add_argument("--quantize-stem", action="store_true",
+                   help="also quantize the convolution that reads the image (measured: costs "
+                   "accuracy; its int8 input has half the image's levels)")  # fmt: skip
     p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
                    help="ONNX node name to leave unquantized (repeatable)")  # fmt: skip
     p.add_argument("--weight-storage", choices=["qdq-float", "int8"], default="qdq-float",
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         args.bundle, args.images, reference=ref, **options, max_images=args.max_images,
         batch_size=args.batch_size, trt_version=args.trt_version,
         keep_depthwise_float=not args.quantize_depthwise, exclude_nodes=args.keep_float,
+        keep_input_conv_float=not args.quantize_stem,
         weight_storage=args.weight_storage, labelled_images=args.labelled,
         enforce_gate=not args.no_gate, progress=not (args.json or args.no_progress),
     )  # fmt: skip
