@@ -65,6 +65,10 @@ DEFAULT_EXCLUDE_OPS: Tuple[str, ...] = ("ReduceL2",)
 #: Node types whose inputs get Q/DQ (the compute-heavy ones TensorRT runs in INT8).
 DEFAULT_QUANTIZE_OPS: Tuple[str, ...] = ("Conv", "MatMul", "Gemm")
 WEIGHT_STORAGES = ("qdq-float", "int8")
+#: Quantized nodes kept float by measured sensitivity (:mod:`docedge.calibration.sensitivity`).
+DEFAULT_FLOAT_FALLBACK = 4
+#: Calibration images the sensitivity of each layer is measured on.
+SENSITIVITY_IMAGES = 64
 #: Gate image sets that exist: the fp32/fp16 check images (generated shapes, far from the
 #: calibration distribution) and synthetic document captures of held-out types.
 GATE_SET_NAMES = ("check", "documents")
@@ -252,6 +256,7 @@ class QuantOptions:
     exclude_nodes: Tuple[str, ...] = ()
     keep_depthwise_float: bool = True
     keep_input_conv_float: bool = True
+    float_fallback: int = DEFAULT_FLOAT_FALLBACK
     weight_storage: str = "qdq-float"
     trt_version: str = DEFAULT_TRT_VERSION
 
@@ -277,6 +282,7 @@ _SHORTCUTS = {
     "exclude_ops": ("quant", "exclude_ops"), "exclude_nodes": ("quant", "exclude_nodes"),
     "keep_depthwise_float": ("quant", "keep_depthwise_float"),
     "keep_input_conv_float": ("quant", "keep_input_conv_float"),
+    "float_fallback": ("quant", "float_fallback"),
     "weight_storage": ("quant", "weight_storage"), "trt_version": ("quant", "trt_version"),
     "gate_sets": ("gate", "sets"), "mean_cosine": ("gate", "mean_cosine"),
     "min_cosine": ("gate", "min_cosine"), "labelled_images": ("gate", "labelled_images"),
@@ -335,6 +341,10 @@ def calibrate_int8(
     float_nodes = float_node_names(fp32_model, exclude_ops, exclude_nodes, keep_depthwise_float,
                                    qo.keep_input_conv_float)  # fmt: skip
     first = next(images.batches(min(batch_size, 4)))
+    fallback: Dict[str, Any] = {"count": 0}
+    if qo.float_fallback > 0:
+        float_nodes, fallback = _sensitivity_fallback(fp32_path, fp32_model, ranges.amax, images,
+                                                      float_nodes, qo)  # fmt: skip
 
     # Staged: both files are written under temporary names and gated while the bundle still
     # lists its previous artifacts; one manifest rename commits them (or nothing changes).
@@ -362,6 +372,7 @@ def calibrate_int8(
                  "quantized_op_types": list(quantize_ops), "excluded_op_types": list(exclude_ops),
                  "depthwise_kept_float": keep_depthwise_float,
                  "input_conv_kept_float": qo.keep_input_conv_float, "float_nodes": float_nodes,
+                 "float_fallback": fallback,
                  "quantized_nodes": len(quantized),
                  "quantized_activations": len(qdq_scales),
                  "activation_scales_sha256": scales_digest(qdq_scales, qdq_scales)}  # fmt: skip
@@ -385,6 +396,33 @@ def calibrate_int8(
         )  # fmt: skip
     logger.info("int8 (%s): %s", method, verification["summary"])
     return {"onnx": onnx_rec, "cache": cache_rec}
+
+
+def _sensitivity_fallback(fp32_path: Path, model: onnx.ModelProto, amax: Dict[str, float],
+                          images: ImageSet, float_nodes: List[str],
+                          qo: QuantOptions) -> Tuple[List[str], Dict[str, Any]]:  # fmt: skip
+    """``float_nodes`` plus the ``qo.float_fallback`` quantized nodes whose float fallback raises
+    the embedding cosine most on the first calibration images, and the record of the ranking."""
+    from .sensitivity import layer_sensitivity, most_sensitive
+
+    batches: List[np.ndarray] = []
+    for b in images.batches(32):
+        batches.append(b)
+        if sum(len(x) for x in batches) >= SENSITIVITY_IMAGES:
+            break
+    x = np.concatenate(batches)[:SENSITIVITY_IMAGES]
+    types = set(qo.quantize_ops)
+    candidates = [n.name for n in model.graph.node if n.op_type in types and n.name not in
+                  set(float_nodes)]  # fmt: skip
+    ranked = layer_sensitivity(fp32_path, amax, x, float_nodes, candidates,
+                               per_channel=qo.per_channel, quantize_ops=qo.quantize_ops,
+                               weight_storage=qo.weight_storage)  # fmt: skip
+    chosen = most_sensitive(ranked, qo.float_fallback)
+    logger.info("int8: kept float by sensitivity: %s", ", ".join(chosen))
+    record = {"count": len(chosen), "nodes": chosen, "measured_on_images": len(x),
+              "metric": "embedding cosine to fp32 with the one node float (mean over images)",
+              "ranking": [r.to_json() for r in ranked]}  # fmt: skip
+    return [*float_nodes, *chosen], record
 
 
 def gate_int8(fp32_path: Path, int8_path: Path, reference: Optional[ReferenceModel],

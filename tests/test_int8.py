@@ -340,3 +340,25 @@ def test_cli_calibrate_int8(int8_bundle, calib_dir, tmp_path, capsys):
     code = main(["calibrate", "int8", str(dst), "--images", str(calib_dir), "--batch-size", "4",
                  "--no-progress"])  # fmt: skip
     assert code == 2 and "int8 gate failed" in capsys.readouterr().err
+
+
+def test_the_most_sensitive_layers_are_kept_float_and_the_ranking_is_recorded(int8_bundle):
+    rec = load_bundle(int8_bundle).artifact("int8").record["quantization"]
+    fb = rec["float_fallback"]
+    assert fb["count"] == len(fb["nodes"]) == 4
+    means = [r["cos_mean"] for r in fb["ranking"]]
+    assert means == sorted(means, reverse=True)  # best fallback first
+    assert fb["nodes"] == [r["node"] for r in fb["ranking"][:4]]
+    quantized = set(quantized_node_names(onnx.load(str(int8_bundle / "model_int8.onnx"))))
+    assert not quantized & set(fb["nodes"]) and set(fb["nodes"]) <= set(rec["float_nodes"])
+
+
+def test_float_fallback_zero_quantizes_every_candidate(int8_bundle, seeded_reference, calib_dir,
+                                                       tmp_path):  # fmt: skip
+    dst = tmp_path / "b"
+    shutil.copytree(int8_bundle, dst)
+    calibrate_int8(dst, calib_dir, method="minmax", reference=seeded_reference, progress=False,
+                   batch_size=4, float_fallback=0, enforce_gate=False)  # fmt: skip
+    rec = load_bundle(dst).artifact("int8").record["quantization"]
+    assert rec["float_fallback"] == {"count": 0}
+    assert not [n for n in rec["float_nodes"] if "conv_pw" in n]

@@ -6,6 +6,7 @@ Registered by :mod:`.calibrate` (no top-level ``register`` here on purpose).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -42,6 +43,10 @@ def register_int8(sub: Any) -> None:
     p.add_argument("--quantize-stem", action="store_true",
                    help="also quantize the convolution that reads the image (measured: costs "
                    "accuracy; its int8 input has half the image's levels)")  # fmt: skip
+    p.add_argument("--float-fallback", type=int, default=None, metavar="N",
+                   help="keep the N quantized layers float whose fallback raises the embedding "
+                   "cosine most, measured one by one on the calibration images (default 4; 0: "
+                   "none)")  # fmt: skip
     p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
                    help="ONNX node name to leave unquantized (repeatable)")  # fmt: skip
     p.add_argument("--weight-storage", choices=["qdq-float", "int8"], default="qdq-float",
@@ -67,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         options["method"] = args.method
     if args.percentile is not None:
         options["percentile"] = args.percentile
+    if args.float_fallback is not None:
+        if args.float_fallback < 0:
+            print("error: --float-fallback must be >= 0", file=sys.stderr)
+            return 2
+        options["float_fallback"] = args.float_fallback
     res = calibrate_int8(
         args.bundle, args.images, reference=ref, **options, max_images=args.max_images,
         batch_size=args.batch_size, trt_version=args.trt_version,
