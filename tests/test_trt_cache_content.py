@@ -50,14 +50,16 @@ def test_the_intact_cache_loads_through_both_loaders(int8_bundle):
     assert rec["qdq_tensors"] and len(rec["qdq_scales_sha256"]) == 64
 
 
-def _edits(text: str):
+def _edits(text: str, qdq_tensors):
     lines = text.splitlines()
     header, body = lines[0], lines[1:]
     name0 = body[0].rsplit(":", 1)[0]
-    qdq_line = next(i for i, ln in enumerate(body) if ln.startswith("img:"))
+    # a tensor the QDQ model quantizes (the image is not: the stem convolution stays float)
+    qdq_line = next(i for i, ln in enumerate(body) if ln.rsplit(":", 1)[0] in qdq_tensors)
+    name = body[qdq_line].rsplit(":", 1)[0]
     other = list(body)
-    scale = parse_cache(text).scales["img"]
-    other[qdq_line] = f"img: {encode_scale(scale * 1.5)}"
+    scale = parse_cache(text).scales[name]
+    other[qdq_line] = f"{name}: {encode_scale(scale * 1.5)}"
     return {
         "garbage": "\x00\x01 not a cache at all\n",
         "header only": header + "\n",
@@ -71,7 +73,12 @@ def _edits(text: str):
 @pytest.mark.parametrize("case", ["garbage", "header only", "NaN scale", "4 tensors",
                                   "other data", "repeated tensor"])  # fmt: skip
 def test_a_rehashed_bad_cache_is_refused_by_every_loader(int8_bundle, case):
-    _rehash(int8_bundle, _edits(_cache_text(int8_bundle))[case])
+    import onnx
+
+    from docedge.calibration.int8 import qdq_activation_scales
+
+    qdq = qdq_activation_scales(onnx.load(str(int8_bundle / "model_int8.onnx")))
+    _rehash(int8_bundle, _edits(_cache_text(int8_bundle), set(qdq))[case])
     b = load_bundle(int8_bundle)  # the manifest itself is consistent (re-hashed, re-sealed)
     with pytest.raises(CalibrationCacheError):
         load_calibration_cache(b)
