@@ -296,41 +296,41 @@ def _dense_span(held: _Held, cos: np.ndarray[Any, Any], s0: int,
     w, nq = cos.shape
     k = held.k
     sc = _key(to_score(cos))  # (w, Q); NaN -> +inf (reported as NaN below)
-    if labels is None:
-        cand_s, cand_row, cand_lab = sc, np.arange(w, dtype=np.int64), None
+    # First the best rows of each query (and all rows tied with the last of them): exact for
+    # rows, and for labels whenever they hold k labels (a label missing there has no row as
+    # good as the k labels found).
+    m = min(w, 4 * k + 28)
+    tau = held.tau()
+    if m < w:
+        keep = sc >= np.maximum(np.partition(sc, w - m, axis=0)[w - m], tau)[None, :]
     else:
-        lab = labels[s0 : s0 + w]
-        perm = np.argsort(lab, kind="stable")  # rows grouped by label, ascending within
-        sl = lab[perm]
-        starts = np.flatnonzero(np.concatenate([[True], sl[1:] != sl[:-1]]))
-        sp = sc[perm]
-        cand_s = np.maximum.reduceat(sp, starts, axis=0)  # (L, Q) best score per label
-        seg = np.cumsum(np.concatenate([[False], sl[1:] != sl[:-1]]))  # segment of each row
-        pos = np.where(sp == cand_s[seg], np.arange(w)[:, None], w)
-        first = np.minimum.reduceat(pos, starts, axis=0)  # (L, Q) first row at the best
-        cand_row = perm[first]  # (L, Q)
-        cand_lab = sl[starts]
-    m = cand_s.shape[0]
-    if m > k:  # whatever cannot be in the best k (ties at the k-th value are all kept)
-        kth = np.partition(cand_s, m - k, axis=0)[m - k]
+        keep = sc >= tau[None, :]
+    ri, qi = np.divmod(np.flatnonzero(keep), nq)
+    held.merge(qi, to_score(cos[ri, qi]), ri.astype(np.int64) + s0,
+               None if labels is None else labels[ri + s0].astype(np.int64))  # fmt: skip
+    if labels is None or m == w or held.full():
+        return
+    # Some query's best rows hold fewer than k labels: every label's best row in the span.
+    lab = labels[s0 : s0 + w]
+    perm = np.argsort(lab, kind="stable")  # rows grouped by label, ascending within
+    sl = lab[perm]
+    starts = np.flatnonzero(np.concatenate([[True], sl[1:] != sl[:-1]]))
+    sp = sc[perm]
+    cand_s = np.maximum.reduceat(sp, starts, axis=0)  # (L, Q) best score per label
+    seg = np.cumsum(np.concatenate([[False], sl[1:] != sl[:-1]]))  # segment of each row
+    pos = np.where(sp == cand_s[seg], np.arange(w)[:, None], w)
+    first = np.minimum.reduceat(pos, starts, axis=0)  # (L, Q) first row at the best
+    cand_row = perm[first]  # (L, Q)
+    cand_lab = sl[starts]
+    n_lab = cand_s.shape[0]
+    if n_lab > k:  # whatever cannot be in the best k (ties at the k-th value are all kept)
+        kth = np.partition(cand_s, n_lab - k, axis=0)[n_lab - k]
         keep = cand_s >= np.maximum(kth, held.tau())[None, :]
     else:
         keep = cand_s >= held.tau()[None, :]
     ci, qi = np.divmod(np.flatnonzero(keep), nq)
-    if labels is None:
-        rows = ci.astype(np.int64)
-        lab_out = None
-    else:
-        rows = cand_row[ci, qi].astype(np.int64)
-        assert cand_lab is not None
-        lab_out = cand_lab[ci].astype(np.int64)
-    held.merge(qi, _score_at(cos, rows, qi), rows + s0, lab_out)
-
-
-def _score_at(cos: np.ndarray[Any, Any], rows: np.ndarray[Any, Any],
-                    qi: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # fmt: skip
-    """Scores of selected ``(row, query)`` cells of a span of cosines ``(w, Q)``."""
-    return to_score(cos[rows, qi])
+    rows = cand_row[ci, qi].astype(np.int64)
+    held.merge(qi, to_score(cos[rows, qi]), rows + s0, cand_lab[ci].astype(np.int64))
 
 
 def _scan(qt: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any], a: int, b: int, k: int,
@@ -427,11 +427,13 @@ def best_per_label(score_row: np.ndarray[Any, Any], label_ids: np.ndarray[Any, A
 
 def top_labels(queries: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any],
                label_ids: np.ndarray[Any, Any], k: int = 5, chunk_rows: int = CHUNK_ROWS,
-               threads: Optional[int] = None) -> List[List[Tuple[int, float, int]]]:  # fmt: skip
+               threads: Optional[int] = None,
+               n_labels: Optional[int] = None) -> List[List[Tuple[int, float, int]]]:  # fmt: skip
     """Per query, the best ``k`` labels by their best exemplar: ``(label index, score, row of
     that exemplar)``, best first (ties: the exemplar's lower row first; a label's exemplar is
-    its lowest row among its best score). ``label_ids``: ``(G,)`` label index per row. One
-    pass over the gallery, selecting labels as it goes (no per-label scan)."""
+    its lowest row among its best score). ``label_ids``: ``(G,)`` label index per row;
+    ``n_labels``: how many distinct labels they hold (counted when not given). One pass over
+    the gallery, selecting labels as it goes (no per-label scan)."""
     qt = _prepare(queries, gallery)
     nq, n = qt.shape[1], gallery.shape[0]
     if n == 0 or k <= 0:
@@ -439,7 +441,8 @@ def top_labels(queries: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any],
     ids = np.asarray(label_ids, np.int64)
     if ids.shape != (n,):
         raise ValueError(f"label_ids {ids.shape} do not match the gallery's {n} rows")
-    held = _search(qt.T, gallery, int(k), ids, chunk_rows, threads)
+    distinct = int(np.unique(ids).size) if n_labels is None else int(n_labels)
+    held = _search(qt.T, gallery, max(1, min(int(k), distinct)), ids, chunk_rows, threads)
     out: List[List[Tuple[int, float, int]]] = []
     lab, sc, rows = held.label.tolist(), held.score.tolist(), held.row.tolist()
     for j in range(nq):
