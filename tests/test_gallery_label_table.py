@@ -28,10 +28,13 @@ def _section(ids, labels, parents) -> bytes:
 def _same_as_json(table: LabelTable, raw: bytes) -> None:
     obj = json.loads(raw)
     ref = LabelTable.from_columns(obj["id"], obj["label"], obj["parent"])
+    assert table.label_parents() == ref.label_parents()  # before the parent column is grouped
     for col in ("id", "label", "parent"):
         assert table[col] == obj[col]
     assert table.labels == list(dict.fromkeys(obj["label"])) == ref.labels
+    assert table.parents == ref.parents
     np.testing.assert_array_equal(table.label_codes, ref.label_codes)
+    np.testing.assert_array_equal(table.parent_codes, ref.parent_codes)
     assert table.label_parents() == ref.label_parents()
     assert table.ids.dtype == np.int64 and table.label_codes.dtype == np.int64
 
