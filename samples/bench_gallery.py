@@ -13,10 +13,11 @@ label, queries equal to gallery rows. Interleaved rounds; medians and minima in 
 GFLOP/s beside the float32 GEMM peak measured in the same run (same block shape, one BLAS
 thread per call, 1 thread and the search's thread count).
 
-Open, for each size up to ``--open-max``: a gallery file written once, then opened the way a
-Classifier opens it (fingerprint check, labels section, embedding checksum, search index) in
-a fresh process each round: wall and CPU milliseconds, and the process's resident memory
-before and after (``VmRSS``), beside the file size.
+Open, for each size up to ``--open-max``: a float16 gallery file written once (labels
+``type<t>/v<0..6>`` with parent ``type<t>``, ``--rows-per-label`` rows each, full records),
+then opened the way a Classifier opens it (fingerprint check, labels section, embedding
+checksum, search index) in a fresh process each round: wall and CPU milliseconds, and the
+process's resident memory before and after (``VmRSS``), beside the file size.
 """
 
 from __future__ import annotations
@@ -150,13 +151,14 @@ def _write(n: int, folder: Path, rows_per_label: int) -> Path:
 
     path = folder / f"g{n}.gal"
     g = search.random_gallery(n, "float32")
-    n_labels = max(1, n // max(1, rows_per_label))
+    types = max(1, n // max(1, 7 * rows_per_label))  # labels type<t>/v<0..6>, parent type<t>
+    lab = [i % (7 * types) for i in range(n)]
     meta = {"fingerprint": FP, "created": _now(), "updated": _now(), "next_id": n}
     cols: Dict[str, List[Any]] = {
         "id": list(range(n)),
-        "label": [f"type{i % n_labels}/v{i % 7}" for i in range(n)],
-        "parent": [f"type{i % n_labels}" for i in range(n)],
-        "source": [f"/register/type{i % n_labels}/v{i}.jpg" for i in range(n)],
+        "label": [f"type{c // 7}/v{c % 7}" for c in lab],
+        "parent": [f"type{c // 7}" for c in lab],
+        "source": [f"/register/type{c // 7}/v{i}.jpg" for i, c in enumerate(lab)],
         "sha256": [f"{i:064x}" for i in range(n)],
         "added": [_now()] * n,
         "meta": [{"origin": "register:/register"}] * n,
