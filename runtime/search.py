@@ -33,7 +33,7 @@ CHUNK_ROWS = 1024
 #: Scores per selection span (256 KiB of float32: stays in L2 between product and selection).
 _SPAN_VALUES = 1 << 16
 #: Galleries with fewer multiply-adds than this are searched by one thread.
-_THREAD_MIN_MACS = 1 << 26
+_THREAD_MIN_MACS = 1 << 22
 #: Environment override of the number of search threads.
 THREADS_ENV = "DOCEDGE_SEARCH_THREADS"
 #: Row index of an empty candidate slot (sorts after every real row).
