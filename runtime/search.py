@@ -138,12 +138,18 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_LIMIT: List[Any] = [0, None]  # [searches running, the limiter that restores BLAS]
+
+
 @contextlib.contextmanager
 def _blas_single_thread() -> Iterator[None]:
-    """BLAS limited to one thread per call while a search runs (the search threads over
+    """BLAS limited to one thread per call while searches run (the search threads over
     blocks itself; a threaded BLAS call per block would wait for busy cores). Uses
-    threadpoolctl when installed; without it BLAS keeps its own setting."""
-    with _POOL_LOCK:
+    threadpoolctl when installed; without it BLAS keeps its own setting. The limit is
+    process-wide, so it is set by the first search that starts and restored by the last one
+    that ends (concurrent searches never restore a limit another one set)."""
+    with _BLAS_LOCK:
         if not _BLAS:
             try:
                 from threadpoolctl import ThreadpoolController
@@ -151,12 +157,20 @@ def _blas_single_thread() -> Iterator[None]:
                 _BLAS.append(ThreadpoolController())
             except Exception:  # not installed (it is optional) or no BLAS found
                 _BLAS.append(None)
-    ctl = _BLAS[0]
-    if ctl is None:
+        ctl = _BLAS[0]
+        if ctl is not None:
+            if _BLAS_LIMIT[0] == 0:
+                _BLAS_LIMIT[1] = ctl.limit(limits=1, user_api="blas")  # applied now
+            _BLAS_LIMIT[0] += 1
+    try:
         yield
-        return
-    with ctl.limit(limits=1, user_api="blas"):
-        yield
+    finally:
+        if ctl is not None:
+            with _BLAS_LOCK:
+                _BLAS_LIMIT[0] -= 1
+                if _BLAS_LIMIT[0] == 0:
+                    _BLAS_LIMIT[1].restore_original_limits()
+                    _BLAS_LIMIT[1] = None
 
 
 def _ranges(n: int, parts: int, align: int) -> List[Tuple[int, int]]:
