@@ -36,6 +36,10 @@ _SPAN_VALUES = 1 << 16
 _THREAD_MIN_MACS = 1 << 22
 #: Environment override of the number of search threads.
 THREADS_ENV = "DOCEDGE_SEARCH_THREADS"
+#: A span with more survivors than this (or a 16th of its scores) is merged densely.
+_DENSE_MIN = 4096
+#: Rows per query a dense merge takes first: ``4 k`` plus this many.
+_DENSE_EXTRA = 28
 #: Row index of an empty candidate slot (sorts after every real row).
 _NO_ROW = np.iinfo(np.int64).max
 #: Cosine slack when a score threshold is turned into a cosine one: a superset of the rows
@@ -304,25 +308,24 @@ def _key(score: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 def _dense_span(held: _Held, cos: np.ndarray[Any, Any], s0: int,
                 labels: Optional[np.ndarray[Any, Any]]) -> None:  # fmt: skip
-    """Merge a whole span of cosines ``(w, Q)`` (rows ``s0 + i``): per label its best score
-    and lowest row of that score (segmented max over the span's rows grouped by label), then
-    per query the labels (rows) that can enter the best ``k``."""
+    """Merge a whole span of cosines ``(w, Q)`` (rows ``s0 + i``) into ``held``: first each
+    query's best rows, then, where those do not settle the best ``k`` labels, every label's
+    best score and lowest row of that score (segmented max over the span's rows grouped by
+    label)."""
     w, nq = cos.shape
     k = held.k
     sc = _key(to_score(cos))  # (w, Q); NaN -> +inf (reported as NaN below)
-    # First the best rows of each query (and all rows tied with the last of them): exact for
-    # rows, and for labels whenever they hold k labels (a label missing there has no row as
-    # good as the k labels found).
-    m = min(w, 4 * k + 28)
-    tau = held.tau()
+    # The best m rows of each query and all rows tied with the m-th (at least the k-th best
+    # held): exact for rows. For labels it is exact where the k-th label held afterwards
+    # scores at least that threshold, as every row left out scores below it.
+    m = min(w, 4 * k + _DENSE_EXTRA)
+    thr = held.tau()
     if m < w:
-        keep = sc >= np.maximum(np.partition(sc, w - m, axis=0)[w - m], tau)[None, :]
-    else:
-        keep = sc >= tau[None, :]
-    ri, qi = np.divmod(np.flatnonzero(keep), nq)
+        thr = np.maximum(np.partition(sc, w - m, axis=0)[w - m], thr)
+    ri, qi = np.divmod(np.flatnonzero(sc >= thr[None, :]), nq)
     held.merge(qi, to_score(cos[ri, qi]), ri.astype(np.int64) + s0,
                None if labels is None else labels[ri + s0].astype(np.int64))  # fmt: skip
-    if labels is None or m == w or held.full():
+    if labels is None or m == w or np.all(held.tau() >= thr):
         return
     # Some query's best rows hold fewer than k labels: every label's best row in the span.
     lab = labels[s0 : s0 + w]
@@ -370,7 +373,7 @@ def _scan(qt: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any], a: int, b: in
         count = int(np.count_nonzero(mask))  # usually 0 once k are held: no index pass
         if count == 0:
             continue
-        if count > max(4096, cos.size // 16):  # many survivors: a dense merge is cheaper
+        if count > max(_DENSE_MIN, cos.size // 16):  # many survivors: merge densely
             _dense_span(held, cos, s0, labels)
             continue
         ri, qi = np.divmod(np.flatnonzero(mask), nq)  # (2-D nonzero is 30x slower)

@@ -125,22 +125,27 @@ def test_decisions_equal_the_reference(tmp_path_factory, n, n_labels, k, layout,
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 700), n_labels=st.integers(1, 60), k=st.integers(1, 12),
        nq=st.sampled_from([1, 3, 17]), threads=st.sampled_from([1, 3]),
-       values=st.sampled_from(["gauss", "ties"]), seed=st.integers(0, 2**16))  # fmt: skip
+       values=st.sampled_from(["gauss", "ties"]), dense_min=st.sampled_from([0, 4096]),
+       runs=st.booleans(), seed=st.integers(0, 2**16))  # fmt: skip
 def test_labels_are_exact_across_many_spans_and_threads(n, n_labels, k, nq, threads, values,
-                                                        seed):  # fmt: skip
-    """Blocks of 8 rows and spans of a few blocks: the streaming merge, the dense fallback and
-    the merge across threads all run."""
+                                                        dense_min, runs, seed):  # fmt: skip
+    """Blocks of 8 rows and spans of a few blocks: the streaming merge, the dense merges (best
+    rows first, then every label where those do not settle it) and the merge across threads
+    all run."""
     rng = np.random.default_rng(seed)
     g = _vectors(rng, n, values)
     lab = rng.integers(0, n_labels, n)
+    if runs:  # each label's exemplars registered together (a register folder per label)
+        lab = np.sort(lab)
     q = np.concatenate([g[rng.integers(0, n, nq - nq // 2)], _vectors(rng, nq // 2, values)])
-    old = search._SPAN_VALUES
-    search._SPAN_VALUES = 64
+    saved = search._SPAN_VALUES, search._DENSE_MIN, search._DENSE_EXTRA
+    # spans of a few blocks; dense merges for any span with survivors, taking few rows first
+    search._SPAN_VALUES, search._DENSE_MIN, search._DENSE_EXTRA = 64, dense_min, 0
     try:
         got = top_labels(q, g, lab, k, chunk_rows=8, threads=threads)
         rows, sc = top_k(q, g, k, chunk_rows=8, threads=threads)
     finally:
-        search._SPAN_VALUES = old
+        search._SPAN_VALUES, search._DENSE_MIN, search._DENSE_EXTRA = saved
     s = to_score(q @ g.T)
     tol = 0 if values == "ties" else 2e-6
     for j in range(nq):
@@ -197,3 +202,18 @@ def test_float16_galleries_are_searched_without_a_float32_copy(tmp_path):
     _assert_same(decide(index, op, 4, g32[:3]),
                  ref_decisions(g32, g.row_labels, g.row_parents, g.ids, g32[:3], 0.5, 4),
                  exact_scores=False)  # fmt: skip
+
+
+def test_a_dense_merge_that_fills_up_on_old_labels_still_sees_the_whole_span(monkeypatch):
+    """The first span holds only label C (low scores); the second span's best rows are all
+    label A, so taking them fills the two slots with A and the old C; label B, below those
+    rows but above C, must still be found (a merge stopping at "k labels held" missed it)."""
+    monkeypatch.setattr(search, "_SPAN_VALUES", 64)
+    monkeypatch.setattr(search, "_DENSE_EXTRA", 0)
+    cos = np.concatenate([np.full(64, -0.5), np.full(8, 0.9), [0.5], np.zeros(55)])
+    g = np.zeros((128, 256), np.float32)
+    g[:, 0], g[:, 1] = cos, np.sqrt(1 - cos**2)
+    lab = np.array([2] * 64 + [0] * 8 + [1] + [0] * 55)  # C = 2, A = 0, B = 1
+    q = np.eye(1, 256, dtype=np.float32)
+    got = top_labels(q, g, lab, 2, chunk_rows=8, threads=1)
+    assert [(lbl, r) for lbl, _, r in got[0]] == [(0, 64), (1, 72)]
