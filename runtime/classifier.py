@@ -208,7 +208,7 @@ def decide(index: _Index, op: OperatingPoint, top_k: int,
     out: List[Decision] = []
     for start in range(0, len(emb), _QUERY_BLOCK):
         per_query = top_labels(emb[start : start + _QUERY_BLOCK], index.matrix,
-                               index.label_ids, want)  # fmt: skip
+                               index.label_ids, want, n_labels=len(labels))  # fmt: skip
         for found in per_query:
             _check_scores(index.gallery.path, found)
             cands = [Candidate(labels[li], parents[li], score, int(ids[row]))

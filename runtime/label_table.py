@@ -40,14 +40,52 @@ class LabelTable(Mapping[str, List[Any]]):
     index into ``parents`` (-1: null). As a mapping: the JSON columns as lists, on demand."""
 
     def __init__(self, ids: np.ndarray[Any, Any], label_codes: np.ndarray[Any, Any],
-                 labels: List[str], parent_codes: np.ndarray[Any, Any],
-                 parents: List[str]) -> None:  # fmt: skip
+                 labels: List[str], parent_codes: Optional[np.ndarray[Any, Any]],
+                 parents: Optional[List[str]],
+                 raw_parents: Optional[Tuple[np.ndarray[Any, Any], np.ndarray[Any, Any],
+                                             np.ndarray[Any, Any], np.ndarray[Any, Any]]] = None,
+                 ) -> None:  # fmt: skip
         self.ids = ids
         self.label_codes = label_codes
         self.labels = labels
-        self.parent_codes = parent_codes
-        self.parents = parents
+        self._parent_codes = parent_codes
+        self._parents = parents
+        # (section bytes, starts, ends, is null) of the parent column, grouped on first use
+        # (a classifier needs only each label's first row's parent)
+        self._raw_parents = raw_parents
         self._lists: Dict[str, List[Any]] = {}
+
+    @property
+    def parent_codes(self) -> np.ndarray[Any, Any]:
+        """``(n,)`` int64 index into :attr:`parents` per row (-1: null)."""
+        self._group_parents()
+        assert self._parent_codes is not None
+        return self._parent_codes
+
+    @property
+    def parents(self) -> List[str]:
+        """Distinct parent labels, in first-occurrence order."""
+        self._group_parents()
+        assert self._parents is not None
+        return self._parents
+
+    def _group_parents(self) -> None:
+        if self._parent_codes is not None or self._raw_parents is None:
+            return
+        buf, starts, ends, null = self._raw_parents
+        codes = np.full(starts.shape[0], -1, np.int64)
+        values: List[str] = []
+        has = np.flatnonzero(~null)
+        if has.size:
+            g = _group(buf, starts[has], ends[has])
+            if g is None:  # a hash collision or very long parents: group them one by one
+                index: Dict[str, int] = {}
+                codes[has] = [index.setdefault(_text(buf, a, b), len(index))
+                              for a, b in zip(starts[has].tolist(), ends[has].tolist())]
+                values = list(index)
+            else:
+                codes[has], values = g
+        self._parent_codes, self._parents = codes, values
 
     @classmethod
     def from_columns(cls, ids: Sequence[Any], labels: Sequence[Any],
@@ -90,6 +128,9 @@ class LabelTable(Mapping[str, List[Any]]):
     def label_parents(self) -> List[Optional[str]]:
         """Parent of every distinct label (its first row's), aligned with :attr:`labels`."""
         first = first_rows(self.label_codes, len(self.labels))
+        if self._parent_codes is None and self._raw_parents is not None:
+            buf, starts, ends, null = self._raw_parents  # one decode per label, no grouping
+            return [None if null[r] else _text(buf, starts[r], ends[r]) for r in first.tolist()]
         codes = self.parent_codes[first].tolist()
         return [self.parents[c] if c >= 0 else None for c in codes]
 
@@ -109,6 +150,10 @@ def scan_label_section(raw: bytes, count: int) -> Optional[LabelTable]:
         return None
     buf = np.frombuffer(raw, np.uint8)
     if np.any(buf < 0x20) or np.any(buf == _BACKSLASH):  # escapes or control characters
+        return None
+    try:
+        raw.decode("utf-8")  # every string decodes later, whichever is decoded first
+    except UnicodeDecodeError:
         return None
     i0 = len(_HEAD)
     i1 = raw.find(b"]", i0)
@@ -134,20 +179,11 @@ def scan_label_section(raw: bytes, count: int) -> Optional[LabelTable]:
     parents = _elements(buf, l1 + len(_TO_PARENT), len(raw) - len(_TAIL), count)
     if parents is None:
         return None
-    p_start, p_end, p_null = parents
     grouped = _group(buf, l_start, l_end)
     if grouped is None:
         return None
     label_codes, label_values = grouped
-    parent_codes = np.full(count, -1, np.int64)
-    parent_values: List[str] = []
-    has = np.flatnonzero(~p_null)
-    if has.size:
-        g = _group(buf, p_start[has], p_end[has])
-        if g is None:
-            return None
-        parent_codes[has], parent_values = g
-    return LabelTable(ids, label_codes, label_values, parent_codes, parent_values)
+    return LabelTable(ids, label_codes, label_values, None, None, (buf, *parents))
 
 
 def _unsigned_ints(seg: np.ndarray[Any, Any], n: int) -> Optional[np.ndarray[Any, Any]]:
@@ -218,7 +254,7 @@ def _elements(buf: np.ndarray[Any, Any], a: int, e: int,
 def _group(buf: np.ndarray[Any, Any], starts: np.ndarray[Any, Any],
            ends: np.ndarray[Any, Any]) -> Optional[Tuple[np.ndarray[Any, Any], List[str]]]:  # fmt: skip
     """Distinct strings among ``buf[starts[i]:ends[i]]``: ``(code per string, the distinct
-    strings decoded in first-occurrence order)``, or None (invalid UTF-8, very long strings).
+    strings decoded in first-occurrence order)``, or None (very long strings, a collision).
     Strings are padded into a byte matrix, hashed per row and grouped by hash; every row is
     then compared byte for byte with its group's first row, so a hash collision cannot merge
     two labels (it falls back to the json path)."""
@@ -247,11 +283,11 @@ def _group(buf: np.ndarray[Any, Any], starts: np.ndarray[Any, Any],
     order = np.argsort(first, kind="stable")  # groups in first-occurrence order
     rank = np.empty(order.size, np.int64)
     rank[order] = np.arange(order.size)
-    values = []
-    try:
-        for r in first[order].tolist():
-            values.append(buf[starts[r] : ends[r]].tobytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        return None
+    values = [_text(buf, starts[r], ends[r]) for r in first[order].tolist()]
     codes: np.ndarray[Any, Any] = rank[inverse]
     return codes, values
+
+
+def _text(buf: np.ndarray[Any, Any], a: int, b: int) -> str:
+    """The string at ``buf[a:b]`` (UTF-8 checked for the whole section beforehand)."""
+    return buf[a:b].tobytes().decode("utf-8")

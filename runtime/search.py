@@ -33,9 +33,13 @@ CHUNK_ROWS = 1024
 #: Scores per selection span (256 KiB of float32: stays in L2 between product and selection).
 _SPAN_VALUES = 1 << 16
 #: Galleries with fewer multiply-adds than this are searched by one thread.
-_THREAD_MIN_MACS = 1 << 26
+_THREAD_MIN_MACS = 1 << 22
 #: Environment override of the number of search threads.
 THREADS_ENV = "DOCEDGE_SEARCH_THREADS"
+#: A span with more survivors than this (or a 16th of its scores) is merged densely.
+_DENSE_MIN = 4096
+#: Rows per query a dense merge takes first: ``4 k`` plus this many.
+_DENSE_EXTRA = 28
 #: Row index of an empty candidate slot (sorts after every real row).
 _NO_ROW = np.iinfo(np.int64).max
 #: Cosine slack when a score threshold is turned into a cosine one: a superset of the rows
@@ -138,12 +142,18 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_LIMIT: List[Any] = [0, None]  # [searches running, the limiter that restores BLAS]
+
+
 @contextlib.contextmanager
 def _blas_single_thread() -> Iterator[None]:
-    """BLAS limited to one thread per call while a search runs (the search threads over
+    """BLAS limited to one thread per call while searches run (the search threads over
     blocks itself; a threaded BLAS call per block would wait for busy cores). Uses
-    threadpoolctl when installed; without it BLAS keeps its own setting."""
-    with _POOL_LOCK:
+    threadpoolctl when installed; without it BLAS keeps its own setting. The limit is
+    process-wide, so it is set by the first search that starts and restored by the last one
+    that ends (concurrent searches never restore a limit another one set)."""
+    with _BLAS_LOCK:
         if not _BLAS:
             try:
                 from threadpoolctl import ThreadpoolController
@@ -151,12 +161,20 @@ def _blas_single_thread() -> Iterator[None]:
                 _BLAS.append(ThreadpoolController())
             except Exception:  # not installed (it is optional) or no BLAS found
                 _BLAS.append(None)
-    ctl = _BLAS[0]
-    if ctl is None:
+        ctl = _BLAS[0]
+        if ctl is not None:
+            if _BLAS_LIMIT[0] == 0:
+                _BLAS_LIMIT[1] = ctl.limit(limits=1, user_api="blas")  # applied now
+            _BLAS_LIMIT[0] += 1
+    try:
         yield
-        return
-    with ctl.limit(limits=1, user_api="blas"):
-        yield
+    finally:
+        if ctl is not None:
+            with _BLAS_LOCK:
+                _BLAS_LIMIT[0] -= 1
+                if _BLAS_LIMIT[0] == 0:
+                    _BLAS_LIMIT[1].restore_original_limits()
+                    _BLAS_LIMIT[1] = None
 
 
 def _ranges(n: int, parts: int, align: int) -> List[Tuple[int, int]]:
@@ -290,47 +308,46 @@ def _key(score: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 def _dense_span(held: _Held, cos: np.ndarray[Any, Any], s0: int,
                 labels: Optional[np.ndarray[Any, Any]]) -> None:  # fmt: skip
-    """Merge a whole span of cosines ``(w, Q)`` (rows ``s0 + i``): per label its best score
-    and lowest row of that score (segmented max over the span's rows grouped by label), then
-    per query the labels (rows) that can enter the best ``k``."""
+    """Merge a whole span of cosines ``(w, Q)`` (rows ``s0 + i``) into ``held``: first each
+    query's best rows, then, where those do not settle the best ``k`` labels, every label's
+    best score and lowest row of that score (segmented max over the span's rows grouped by
+    label)."""
     w, nq = cos.shape
     k = held.k
     sc = _key(to_score(cos))  # (w, Q); NaN -> +inf (reported as NaN below)
-    if labels is None:
-        cand_s, cand_row, cand_lab = sc, np.arange(w, dtype=np.int64), None
-    else:
-        lab = labels[s0 : s0 + w]
-        perm = np.argsort(lab, kind="stable")  # rows grouped by label, ascending within
-        sl = lab[perm]
-        starts = np.flatnonzero(np.concatenate([[True], sl[1:] != sl[:-1]]))
-        sp = sc[perm]
-        cand_s = np.maximum.reduceat(sp, starts, axis=0)  # (L, Q) best score per label
-        seg = np.cumsum(np.concatenate([[False], sl[1:] != sl[:-1]]))  # segment of each row
-        pos = np.where(sp == cand_s[seg], np.arange(w)[:, None], w)
-        first = np.minimum.reduceat(pos, starts, axis=0)  # (L, Q) first row at the best
-        cand_row = perm[first]  # (L, Q)
-        cand_lab = sl[starts]
-    m = cand_s.shape[0]
-    if m > k:  # whatever cannot be in the best k (ties at the k-th value are all kept)
-        kth = np.partition(cand_s, m - k, axis=0)[m - k]
+    # The best m rows of each query and all rows tied with the m-th (at least the k-th best
+    # held): exact for rows. For labels it is exact where the k-th label held afterwards
+    # scores at least that threshold, as every row left out scores below it.
+    m = min(w, 4 * k + _DENSE_EXTRA)
+    thr = held.tau()
+    if m < w:
+        thr = np.maximum(np.partition(sc, w - m, axis=0)[w - m], thr)
+    ri, qi = np.divmod(np.flatnonzero(sc >= thr[None, :]), nq)
+    held.merge(qi, to_score(cos[ri, qi]), ri.astype(np.int64) + s0,
+               None if labels is None else labels[ri + s0].astype(np.int64))  # fmt: skip
+    if labels is None or m == w or np.all(held.tau() >= thr):
+        return
+    # Some query's best rows hold fewer than k labels: every label's best row in the span.
+    lab = labels[s0 : s0 + w]
+    perm = np.argsort(lab, kind="stable")  # rows grouped by label, ascending within
+    sl = lab[perm]
+    starts = np.flatnonzero(np.concatenate([[True], sl[1:] != sl[:-1]]))
+    sp = sc[perm]
+    cand_s = np.maximum.reduceat(sp, starts, axis=0)  # (L, Q) best score per label
+    seg = np.cumsum(np.concatenate([[False], sl[1:] != sl[:-1]]))  # segment of each row
+    pos = np.where(sp == cand_s[seg], np.arange(w)[:, None], w)
+    first = np.minimum.reduceat(pos, starts, axis=0)  # (L, Q) first row at the best
+    cand_row = perm[first]  # (L, Q)
+    cand_lab = sl[starts]
+    n_lab = cand_s.shape[0]
+    if n_lab > k:  # whatever cannot be in the best k (ties at the k-th value are all kept)
+        kth = np.partition(cand_s, n_lab - k, axis=0)[n_lab - k]
         keep = cand_s >= np.maximum(kth, held.tau())[None, :]
     else:
         keep = cand_s >= held.tau()[None, :]
     ci, qi = np.divmod(np.flatnonzero(keep), nq)
-    if labels is None:
-        rows = ci.astype(np.int64)
-        lab_out = None
-    else:
-        rows = cand_row[ci, qi].astype(np.int64)
-        assert cand_lab is not None
-        lab_out = cand_lab[ci].astype(np.int64)
-    held.merge(qi, _score_at(cos, rows, qi), rows + s0, lab_out)
-
-
-def _score_at(cos: np.ndarray[Any, Any], rows: np.ndarray[Any, Any],
-                    qi: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # fmt: skip
-    """Scores of selected ``(row, query)`` cells of a span of cosines ``(w, Q)``."""
-    return to_score(cos[rows, qi])
+    rows = cand_row[ci, qi].astype(np.int64)
+    held.merge(qi, to_score(cos[rows, qi]), rows + s0, cand_lab[ci].astype(np.int64))
 
 
 def _scan(qt: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any], a: int, b: int, k: int,
@@ -356,7 +373,7 @@ def _scan(qt: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any], a: int, b: in
         count = int(np.count_nonzero(mask))  # usually 0 once k are held: no index pass
         if count == 0:
             continue
-        if count > max(4096, cos.size // 16):  # many survivors: a dense merge is cheaper
+        if count > max(_DENSE_MIN, cos.size // 16):  # many survivors: merge densely
             _dense_span(held, cos, s0, labels)
             continue
         ri, qi = np.divmod(np.flatnonzero(mask), nq)  # (2-D nonzero is 30x slower)
@@ -427,11 +444,13 @@ def best_per_label(score_row: np.ndarray[Any, Any], label_ids: np.ndarray[Any, A
 
 def top_labels(queries: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any],
                label_ids: np.ndarray[Any, Any], k: int = 5, chunk_rows: int = CHUNK_ROWS,
-               threads: Optional[int] = None) -> List[List[Tuple[int, float, int]]]:  # fmt: skip
+               threads: Optional[int] = None,
+               n_labels: Optional[int] = None) -> List[List[Tuple[int, float, int]]]:  # fmt: skip
     """Per query, the best ``k`` labels by their best exemplar: ``(label index, score, row of
     that exemplar)``, best first (ties: the exemplar's lower row first; a label's exemplar is
-    its lowest row among its best score). ``label_ids``: ``(G,)`` label index per row. One
-    pass over the gallery, selecting labels as it goes (no per-label scan)."""
+    its lowest row among its best score). ``label_ids``: ``(G,)`` label index per row;
+    ``n_labels``: how many distinct labels they hold (counted when not given). One pass over
+    the gallery, selecting labels as it goes (no per-label scan)."""
     qt = _prepare(queries, gallery)
     nq, n = qt.shape[1], gallery.shape[0]
     if n == 0 or k <= 0:
@@ -439,7 +458,8 @@ def top_labels(queries: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any],
     ids = np.asarray(label_ids, np.int64)
     if ids.shape != (n,):
         raise ValueError(f"label_ids {ids.shape} do not match the gallery's {n} rows")
-    held = _search(qt.T, gallery, int(k), ids, chunk_rows, threads)
+    distinct = int(np.unique(ids).size) if n_labels is None else int(n_labels)
+    held = _search(qt.T, gallery, max(1, min(int(k), distinct)), ids, chunk_rows, threads)
     out: List[List[Tuple[int, float, int]]] = []
     lab, sc, rows = held.label.tolist(), held.score.tolist(), held.row.tolist()
     for j in range(nq):

@@ -137,3 +137,22 @@ def test_selection_across_many_spans_is_exact(monkeypatch, nq):
     got = top_labels(q, g, labels, 4, chunk_rows=64)
     assert [[(lbl, r) for lbl, _, r in x] for x in got] == \
         [[(lbl, r) for lbl, _, r in x] for x in _brute_labels(q, g, labels, 4)]  # fmt: skip
+
+
+def test_concurrent_searches_leave_the_blas_threads_as_they_were():
+    """BLAS is limited to one thread while searches run; overlapping searches in several
+    threads restore the process's setting only when the last one ends."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]  # fmt: skip
+
+    before = blas_threads()
+    g, q = unit(20000).astype(np.float16), unit(3, seed=5)
+    with ThreadPoolExecutor(4) as ex:
+        ref = top_k(q, g, 5)
+        for rows, _ in ex.map(lambda _: top_k(q, g, 5, threads=2), range(24)):
+            np.testing.assert_array_equal(rows, ref[0])
+    assert blas_threads() == before
