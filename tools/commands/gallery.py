@@ -110,19 +110,21 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from docedge.runtime.errors import DocedgeError
     from docedge.runtime.gallery_sync import add_images
 
     if args.label and len(args.label) != len(args.images):
-        raise SystemExit("error: give one --label per image")
+        raise DocedgeError("give one --label per image")
     rep = add_images(args.gallery, _embedder(args), args.images, args.label, args.dtype)
     return _report(args, rep, "added to")
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    from docedge.runtime.errors import DocedgeError
     from docedge.runtime.gallery import Gallery
 
     if not args.label and not args.id:
-        raise SystemExit("error: give --label and/or --id")
+        raise DocedgeError("give --label and/or --id")
     n = Gallery.open(args.gallery).remove(labels=args.label, ids=args.id)
     if args.json:
         print_json({"ok": n > 0, "removed": n})
