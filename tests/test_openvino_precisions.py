@@ -27,7 +27,7 @@ from docedge.runtime.bundle import (
 from docedge.runtime.errors import BundleError, FingerprintMismatchError, ThresholdError
 from docedge.runtime.gallery import Gallery
 from docedge.runtime.hashing import sha256_file
-from docedge.runtime.thresholds import bundle_operating_point, table_key
+from docedge.runtime.thresholds import bundle_operating_point
 from docedge.tools.cli import main
 
 ONNX_FP_KEYS = {"model_sha256", "artifact_sha256", "precision", "preprocess", "model_manifest_sha256"}
@@ -150,6 +150,8 @@ def test_a_gallery_built_with_an_ir_is_stamped_with_it(bundle_copy, tmp_path, fa
 
 # --- thresholds ----------------------------------------------------------------------------------
 def test_an_ir_uses_its_own_table_bf16_borrows_fp32s_and_nncf_int8_is_refused(bundle_copy):
+    from docedge.runtime.thresholds import table_key
+
     add_fake_ir(bundle_copy, tables={"fp32": table(0.7), "int8": table(0.6)})
     b = load_bundle(bundle_copy)
     int8, bf16 = b.ir_artifact("int8"), b.ir_artifact("bf16")
