@@ -134,7 +134,7 @@ def test_a_gallery_of_fp32_embeddings_is_refused_for_an_ir_unless_recorded_inter
 
 
 def test_a_gallery_built_with_an_ir_is_stamped_with_it(bundle_copy, tmp_path, fake_engine,
-                                                     check_image_files):  # fmt: skip
+                                                     check_image_files, capsys):  # fmt: skip
     from docedge.runtime.classifier import Classifier
 
     add_fake_ir(bundle_copy)
@@ -146,6 +146,12 @@ def test_a_gallery_built_with_an_ir_is_stamped_with_it(bundle_copy, tmp_path, fa
     assert fp["artifact_format"] == "openvino" and fp["precision"] == "bf16"
     with pytest.raises(FingerprintMismatchError):  # fp32 does not search bf16 galleries
         Classifier(bundle_copy, g, precision="fp32", threshold=0.8)
+    capsys.readouterr()
+    info = ["gallery", "info", str(g), "--bundle", str(bundle_copy), "--json"]
+    assert main([*info, "--precision", "bf16", "--backend", "openvino"]) == 0
+    assert json.loads(capsys.readouterr().out)["bundle_compatible"] is True
+    assert main(info) == 1
+    assert json.loads(capsys.readouterr().out)["bundle_compatible"] is False
 
 
 # --- thresholds ----------------------------------------------------------------------------------
