@@ -308,6 +308,8 @@ class Gallery:
             return
         if diffs:
             prec = expected.get("precision") or "P"
+            if expected.get("artifact_format"):  # an OpenVINO IR made the expected embeddings
+                prec += f" --backend {expected['artifact_format']}"
             raise FingerprintMismatchError(
                 f"{self.path}: made with another model bundle, precision or pre-processing: "
                 + "; ".join(diffs)

@@ -116,7 +116,8 @@ def test_a_gallery_of_fp32_embeddings_is_refused_for_an_ir_unless_recorded_inter
     g = tmp_path / "fp32.dgal"
     Gallery.create(g, load_bundle(bundle_copy).fingerprint("fp32"))
     for prec in ("bf16", "int8"):
-        with pytest.raises(FingerprintMismatchError, match=r"artifact \[artifact_sha256\] differs"):
+        with pytest.raises(FingerprintMismatchError, match=r"artifact \[artifact_sha256\] differs.*"
+                           f"rebuild BUNDLE .* --precision {prec} --backend openvino"):
             Classifier(bundle_copy, g, precision=prec, backend="openvino", threshold=0.8)
     # the bundle records that bf16 may search fp32 galleries: accepted (the NNCF INT8: never)
     add_fake_ir(bundle_copy, interchangeable=True)
@@ -195,6 +196,7 @@ def test_classify_nncf_int8_without_a_table_exits_2_saying_what_to_run(
     assert main([*argv, "--threshold", "0.8", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] and out["operating_point"]["source"] == "explicit"
+    assert out["artifact"] == "model_int8.xml"
 
 
 # --- parity without OpenVINO ---------------------------------------------------------------------

@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     op = clf.operating_point
     ok = all(d.error is None for d in decisions)
     if args.json:
-        print_json({"ok": ok, "precision": args.precision, "operating_point": op.to_dict(),
+        art = clf.embedder.artifact
+        print_json({"ok": ok, "precision": args.precision, "artifact": art.file if art else None,
+                    "operating_point": op.to_dict(),
                     "results": [{"image": str(p), **d.to_dict()}
                                 for p, d in zip(paths, decisions)]})  # fmt: skip
         return 0 if ok else 1
