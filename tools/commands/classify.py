@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--top-k", type=positive_int, default=5,
                    help="labels reported per image (default 5)")
-    p.add_argument("--precision", default="fp32")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32|fp16|int8, or bf16 with --backend openvino (with it int8 runs the "
+                   "bundle's NNCF INT8 IR when it has one; default fp32)")  # fmt: skip
     add_backend_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)

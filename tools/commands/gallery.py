@@ -13,7 +13,8 @@ from ..output import add_json_flag, human_size, print_json
 def _embedder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", type=Path, help="model bundle directory")
     p.add_argument("gallery", type=Path, help="gallery file (created when absent)")
-    p.add_argument("--precision", default="fp32", help="artifact to embed with (fp32/fp16/int8)")
+    p.add_argument("--precision", default="fp32",
+                   help="artifact to embed with (fp32/fp16/int8; bf16 with --backend openvino)")
     add_backend_flags(p)
 
 
