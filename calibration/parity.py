@@ -178,8 +178,6 @@ def load_tolerances(
     A value of ``None``/``null`` or ``"off"`` removes that check for that precision. Unknown
     precisions or check names are errors (a typo must not silently disable a check).
     """
-    PRECISIONS = TOLERANCE_PRECISIONS
-
     tol: Tolerances = {p: dict(v) for p, v in DEFAULT_TOLERANCES.items()}
     layers: List[Tuple[str, Dict[str, Any]]] = []
     if config is not None:
@@ -187,9 +185,9 @@ def load_tolerances(
     layers.append(("overrides", overrides or {}))
     for where, layer in layers:
         for prec, values in layer.items():
-            if prec not in PRECISIONS:
+            if prec not in TOLERANCE_PRECISIONS:
                 raise DocedgeError(f"{where}: unknown precision {prec!r} in tolerances "
-                                   f"(known: {', '.join(PRECISIONS)})")  # fmt: skip
+                                   f"(known: {', '.join(TOLERANCE_PRECISIONS)})")  # fmt: skip
             if not isinstance(values, dict):
                 raise DocedgeError(f"{where}: tolerances for {prec} must be check -> limit")
             for key, v in values.items():
