@@ -32,7 +32,7 @@ from docedge.export.provenance import utc_now
 from docedge.export.verify import agreement, cosine_rows
 from docedge.runtime import __version__ as DOCEDGE_VERSION
 from docedge.runtime.backends import create_backend
-from docedge.runtime.bundle import Bundle, load_bundle
+from docedge.runtime.bundle import Artifact, Bundle, load_bundle
 from docedge.runtime.errors import (
     BackendUnavailableError,
     DocedgeError,
@@ -81,7 +81,13 @@ DEFAULT_TOLERANCES: Dict[str, Dict[str, float]] = {
     # 0.96) while the mean, the decisions and TPR hold. Every report says that this check is
     # looser than at export (``looser_than_export``); ``--tol int8.cos_min=0.97`` restores it.
     "int8": {"cos_mean": 0.99, "decision_agreement": 0.97, "tpr_drop_at_1e-2": 0.01},
+    # bf16 (the OpenVINO IR, gated with these limits): it borrows fp32's threshold table and
+    # may search fp32 galleries by its cosine min, so parity holds it to that rule
+    "bf16": {"cos_min": 0.9995, "cos_mean": 0.9995, "decision_agreement": 0.98,
+             "tpr_drop_at_1e-2": 0.01},
 }
+#: Precisions a tolerance may name: the ONNX precisions and bf16 (OpenVINO IR only).
+TOLERANCE_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 
 
 def export_gates() -> Dict[str, Dict[str, float]]:
@@ -95,9 +101,12 @@ def export_gates() -> Dict[str, Dict[str, float]]:
 
     from .int8 import INT8_MEAN_COSINE, INT8_MIN_COSINE
 
+    # bf16's gate (docedge.export.formats.openvino.BF16_GATE), stated here: importing the
+    # converter module would pull the formats package into every parity run
     return {"fp32": {"cos_min": FP32_MIN_COSINE, "max_abs_diff": FP32_MAX_ABS_DIFF},
             "fp16": {"cos_min": FP16_MIN_COSINE, "cos_mean": FP16_MEAN_COSINE},
-            "int8": {"cos_min": INT8_MIN_COSINE, "cos_mean": INT8_MEAN_COSINE}}  # fmt: skip
+            "int8": {"cos_min": INT8_MIN_COSINE, "cos_mean": INT8_MEAN_COSINE},
+            "bf16": {"cos_min": 0.9995, "cos_mean": 0.9995}}  # fmt: skip
 
 
 def looser_than_export(tol: Dict[str, Dict[str, Any]]) -> List[str]:
@@ -169,8 +178,6 @@ def load_tolerances(
     A value of ``None``/``null`` or ``"off"`` removes that check for that precision. Unknown
     precisions or check names are errors (a typo must not silently disable a check).
     """
-    from docedge.runtime.bundle import PRECISIONS
-
     tol: Tolerances = {p: dict(v) for p, v in DEFAULT_TOLERANCES.items()}
     layers: List[Tuple[str, Dict[str, Any]]] = []
     if config is not None:
@@ -178,9 +185,9 @@ def load_tolerances(
     layers.append(("overrides", overrides or {}))
     for where, layer in layers:
         for prec, values in layer.items():
-            if prec not in PRECISIONS:
+            if prec not in TOLERANCE_PRECISIONS:
                 raise DocedgeError(f"{where}: unknown precision {prec!r} in tolerances "
-                                   f"(known: {', '.join(PRECISIONS)})")  # fmt: skip
+                                   f"(known: {', '.join(TOLERANCE_PRECISIONS)})")  # fmt: skip
             if not isinstance(values, dict):
                 raise DocedgeError(f"{where}: tolerances for {prec} must be check -> limit")
             for key, v in values.items():
@@ -522,7 +529,8 @@ def run_parity(
     """
     bundle = load_bundle(bundle_dir)
     for prec in precisions or ():
-        bundle.artifact(prec, "onnx")  # a precision the bundle lacks is an input error
+        if bundle.ir_artifact(prec) is None:  # a precision the bundle lacks is an input error
+            bundle.artifact(prec, "onnx")
     tol = tolerances if tolerances is not None else load_tolerances()
     paths, labels, data_sha = scan_images(images_dir)
     x, keep = _load(paths, bundle)
@@ -617,7 +625,7 @@ def run_parity(
                   "reference_scores": ref_task.get("scores"), "artifacts": {}}  # fmt: skip
 
     runs: List[Tuple[str, str, str, Dict[str, Any]]] = []
-    for prec in precisions or bundle.precisions:
+    for prec in [p for p in precisions or bundle.precisions if p in bundle.precisions]:
         for prov in providers:
             runs.append((f"{prec}/onnxruntime-{prov}", prec, "onnxruntime", {"providers": [prov]}))
         if tensorrt:
@@ -646,7 +654,13 @@ def run_parity(
                                      "error": str(e).splitlines()[0], "checks": []})  # fmt: skip
             continue
         except (BackendUnavailableError, ImportError) as e:
-            result.skipped.append({"name": name, "reason": str(e).splitlines()[0]})
+            skip = {"name": name, "reason": str(e).splitlines()[0]}
+            fmt = opts["record"].get("format") if backend_name == "mobile" else None
+            if fmt == "openvino":  # not run: say so, and what to install to run it
+                skip["reason"] = "not run: " + skip["reason"].replace(" not run: ", " ")
+                if "pip install" in skip["reason"]:
+                    skip["extra"] = "openvino"
+            result.skipped.append(skip)
             continue
         try:
             desc = backend.describe()
@@ -655,22 +669,21 @@ def run_parity(
             backend.close()
         agree = agreement(ref_all[:n], emb[:n])
         task = task_metrics(emb)
-        thr, thr_src = _threshold(bundle, prec, fpr, threshold, task)
+        art = _artifact_of(bundle, prec, opts.get("record"))
+        thr, thr_src = _threshold(bundle, prec, fpr, threshold, task, art)
         if "no usable" in thr_src:
+            how = f" --backend {art.format}" if art.format == "openvino" else ""
             result.notes.append(f"{name}: borrows the fp32 threshold ({thr_src}); a device "
                                 f"running {prec} needs its own table: docedge calibrate "
-                                f"thresholds BUNDLE --images DIR --precision {prec}")  # fmt: skip
-        stale = _stale_table(bundle, prec)
+                                f"thresholds BUNDLE --images DIR --precision {prec}{how}")  # fmt: skip
+        stale = _stale_table(bundle, prec, art)
         if stale and threshold is None:
             result.notes.append(f"{name}: {stale}")
         nn, dec, top = level_decisions(emb, thr)
         rec: Dict[str, Any] = {
             "name": name, "precision": prec, "backend": backend_name,
             "providers": list(desc.get("providers", [])) or None,
-            "artifact": ({"file": opts["record"]["file"], "sha256": opts["record"]["sha256"],
-                          "format": opts["record"]["format"]} if backend_name == "mobile" else
-                         {"file": bundle.artifact(prec, "onnx").file,
-                          "sha256": bundle.artifact(prec, "onnx").sha256, "format": "onnx"}),
+            "artifact": {"file": art.file, "sha256": art.sha256, "format": art.format},
             "embedding": agree.to_dict(),
             "worst_images": _worst(cosine_rows(ref_all[:n], emb[:n]), names),
             "neighbour_agreement": float(np.mean(nn == ref_nn)),
@@ -707,17 +720,22 @@ def run_parity(
     return result
 
 
+#: Formats of converted artifacts parity runs beside the main ONNX files.
+CONVERTED_FORMATS = ("ort", "tflite", "ncnn", "coreml", "openvino")
+
+
 def _mobile_runs(bundle: Bundle, precisions: Optional[Sequence[str]]) -> List[Any]:
-    """The bundle's converted artifacts (none when export.formats cannot be imported here)."""
-    if not any(a.format in ("ort", "tflite", "ncnn", "coreml") or a.record.get("variant")
-               for a in bundle.artifacts):  # fmt: skip
+    """The bundle's converted artifacts of ``precisions`` (default: every precision, the IR-only
+    bf16 included), none when export.formats cannot be imported here."""
+    if not any(a.format in CONVERTED_FORMATS or a.record.get("variant") for a in bundle.artifacts):
         return []
     try:
         from docedge.export.formats.run import mobile_runs
     except ImportError:
         return []
-    want = set(precisions or bundle.precisions)
-    return [r for r in mobile_runs(bundle) if r[1].get("precision") in want]
+    runs = mobile_runs(bundle)
+    want = set(precisions or [*bundle.precisions, *(str(r[1].get("precision")) for r in runs)])
+    return [r for r in runs if r[1].get("precision") in want]
 
 
 def _worst(cos: np.ndarray, names: Sequence[str], k: int = 5) -> List[Dict[str, Any]]:
@@ -756,20 +774,38 @@ def _delta(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or b is None else a - b
 
 
+def _artifact_of(bundle: Bundle, precision: str, record: Optional[Dict[str, Any]]) -> Artifact:
+    """The artifact a run embeds with: a converted artifact's record, else the ONNX file."""
+    if record is not None:
+        return Artifact.from_record(record)
+    return bundle.artifact(precision, "onnx")
+
+
 def _threshold(bundle: Bundle, precision: str, fpr: float, explicit: Optional[float],
-               task: Dict[str, Any]) -> Tuple[float, str]:  # fmt: skip
+               task: Dict[str, Any], artifact: Optional[Artifact] = None) -> Tuple[float, str]:  # fmt: skip
     """The operating point for ``precision`` and where it came from.
 
     An explicit threshold wins; then the bundle's own table for the precision at ``fpr`` (what
-    the device uses); then the fp32 table (stated: the device would refuse to run without a
-    table of its own); then the threshold at ``fpr`` measured on these labelled images; last
-    0.5 (cos = 0), stated.
+    the device uses: for an OpenVINO IR its own table, ``int8/openvino``, or fp32's where its
+    record borrows it, as the runtime's Classifier decides); then the fp32 table (stated: the
+    device would refuse to run without a table of its own); then the threshold at ``fpr``
+    measured on these labelled images; last 0.5 (cos = 0), stated.
     """
-    from docedge.runtime.thresholds import operating_point
+    from docedge.runtime.thresholds import bundle_operating_point, operating_point, table_key
 
     if explicit is not None:
         return operating_point(None, None, explicit).threshold, "explicit"
+    if artifact is not None and artifact.format == "openvino":
+        try:
+            op = bundle_operating_point(bundle, precision, fpr, None, artifact=artifact)
+            if op.source == "table":
+                return op.threshold, f"bundle table {table_key(artifact)} at FPR {fpr_key(fpr)}"
+            return op.threshold, f"bundle table fp32 at FPR {fpr_key(fpr)} ({op.source})"
+        except ThresholdError as e:
+            logger.info("parity: %s", e)
     for prec in dict.fromkeys((precision, "fp32")):
+        if prec == precision and artifact is not None and artifact.format == "openvino":
+            continue  # the ONNX table of the precision is another artifact's
         table = bundle.thresholds(prec)
         if not table:
             continue
@@ -791,11 +827,14 @@ def _threshold(bundle: Bundle, precision: str, fpr: float, explicit: Optional[fl
     return 0.5, "default 0.5 (no table, too few labelled pairs)"
 
 
-def _stale_table(bundle: Bundle, precision: str) -> Optional[str]:
+def _stale_table(bundle: Bundle, precision: str, artifact: Optional[Artifact] = None) -> Optional[str]:
     """Why the precision's threshold table may not fit its artifact (None when it does)."""
-    table = bundle.thresholds(precision) or {}
+    from docedge.runtime.thresholds import table_key
+
+    art = artifact if artifact is not None and artifact.format == "openvino" else None
+    table = bundle.thresholds(table_key(art) if art is not None else precision) or {}
     recorded = (table.get("source") or {}).get("artifact_sha256")
-    current = bundle.artifact(precision, "onnx").sha256
+    current = art.sha256 if art is not None else bundle.artifact(precision, "onnx").sha256
     if recorded and recorded != current:
         return (f"the {precision} threshold table was calibrated on another artifact "
                 f"(sha256 {recorded[:12]}..., now {current[:12]}...): recalibrate it")

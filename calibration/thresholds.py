@@ -26,7 +26,7 @@ from docedge.runtime.bundle import load_bundle
 from docedge.runtime.embedder import Embedder
 from docedge.runtime.errors import DocedgeError
 from docedge.runtime.preprocess import list_images
-from docedge.runtime.thresholds import commit_tables
+from docedge.runtime.thresholds import commit_tables, table_key
 
 from .calib_data import ImageSet
 from .roc import DEFAULT_FPRS, auroc, format_table, pair_scores, tpr_at_fpr_table
@@ -92,9 +92,12 @@ def calibrate_thresholds(
     **backend_options: Any,
 ) -> Dict[str, Dict[str, Any]]:
     """Compute a TPR@FPR table per precision (default: every ONNX precision of the bundle)
-    and, with ``write``, store them in the manifest with provenance (one atomic commit; a
-    precision that already has a table is refused unless ``replace``). Returns the tables
-    (``{precision: {"precision", "rows", "auroc", "source"}}``, as written).
+    with the artifact that embeds it (``backend="openvino"``: the bundle's OpenVINO IR of the
+    precision, ``bf16`` or the NNCF ``int8``, whose table is keyed ``int8/openvino``:
+    :func:`~docedge.runtime.thresholds.table_key`) and, with ``write``, store them in the
+    manifest with provenance (one atomic commit; a precision that already has a table is
+    refused unless ``replace``). Returns the tables
+    (``{table key: {"precision", "rows", "auroc", "source"}}``, as written).
 
     ``max_impostors``: above this many impostor pairs a uniform sample (seeded by ``seed``)
     is used, and ``source.impostors_sampled`` says so. ``backend_options`` go to
@@ -102,31 +105,35 @@ def calibrate_thresholds(
     """
     bundle = load_bundle(bundle_dir)
     data = LabelledImages.scan(images_dir)
+    backend = str(backend_options.get("backend", "onnxruntime"))
     tables: Dict[str, Dict[str, Any]] = {}
     for prec in precisions or bundle.precisions:
-        bundle.artifact(prec, "onnx")  # fail early, naming what the bundle has
+        if backend != "auto":  # fail early, naming what the bundle has
+            bundle.embedding_artifact(prec, backend)
         with Embedder(bundle, precision=prec, **backend_options) as emb:
+            art = emb.artifact
             vectors, labels = embed_labelled(data, emb)
+        if art is None:
+            raise DocedgeError(f"{bundle.path}: cannot tell which artifact embedded {prec}")
         if len(labels) < len(data.labels):
             logger.warning("%s: %d of %d images could not be read (skipped)", prec,
                            len(data.labels) - len(labels), len(data.labels))  # fmt: skip
         t = table_from_embeddings(vectors, labels, fprs, max_impostors, seed)
-        tables[prec] = {
-            "precision": prec,
-            "rows": t["rows"],
-            "auroc": t["auroc"],
-            "source": {
-                "origin": "docedge calibrate thresholds", "precision": prec,
-                "data_sha256": data.sha256, "images_dir": str(data.root),
-                "classes": len(set(labels)), "images": len(labels),
-                **t["pairs"], "artifact_sha256": bundle.artifact(prec).sha256,
-                "date": utc_now(), "docedge_version": DOCEDGE_VERSION,
-                "images_skipped": len(data.labels) - len(labels), "sample_seed": seed,
-                "score_space": "(cos+1)/2", "score_dtype": "float32",
-                "rule": "at most floor(FPR*N) false accepts",
-            },
+        key = table_key(art)
+        source: Dict[str, Any] = {
+            "origin": "docedge calibrate thresholds", "precision": prec,
+            "data_sha256": data.sha256, "images_dir": str(data.root),
+            "classes": len(set(labels)), "images": len(labels),
+            **t["pairs"], "artifact_sha256": art.sha256,
+            "date": utc_now(), "docedge_version": DOCEDGE_VERSION,
+            "images_skipped": len(data.labels) - len(labels), "sample_seed": seed,
+            "score_space": "(cos+1)/2", "score_dtype": "float32",
+            "rule": "at most floor(FPR*N) false accepts",
         }  # fmt: skip
-        logger.info("%s: AUROC %.4f", prec, t["auroc"])
+        if key != prec:  # an OpenVINO IR: its own table, named by artifact
+            source.update(artifact_file=art.file, artifact_format=art.format, engine=emb.engine)
+        tables[key] = {"precision": prec, "rows": t["rows"], "auroc": t["auroc"], "source": source}
+        logger.info("%s: AUROC %.4f", key, t["auroc"])
     if write:
         commit_tables(bundle_dir, tables, replace=replace)
     return tables
@@ -140,14 +147,14 @@ def fpr_key(fpr: float) -> str:
     return f"1e{round(exp)}" if abs(exp - round(exp)) < 1e-9 else f"{fpr:g}"
 
 
-def describe_table(table: Dict[str, Any]) -> str:
+def describe_table(table: Dict[str, Any], key: Optional[str] = None) -> str:
     """A calibrated table for people: a provenance line, then the published layout
     (rows FPR / TPR / Threshold, a column per target FPR, ``n/a`` where unsupported)."""
     s = table["source"]
     pairs = f"{s['impostor_pairs']:,} impostor pairs"
     if s.get("impostors_sampled"):
         pairs += f" (uniform sample of {s['impostor_pairs_total']:,})"
-    head = (f"{table['precision']}: {s['images']} images, {s['classes']} classes, "
+    head = (f"{key or table['precision']}: {s['images']} images, {s['classes']} classes, "
             f"{s['genuine_pairs']:,} genuine / {pairs}, AUROC {table['auroc']:.4f}")
     unsupported = [r["fpr"] for r in table["rows"] if not r["supported"]]
     tail = ""

@@ -97,15 +97,18 @@ def read_shards(folder: Union[str, Path]) -> Tuple[List[str], np.ndarray[Any, An
 
 
 def gallery_from_shards(gallery: Union[str, Path], bundle: Union[str, Path], shards: Union[str, Path],
-                        precision: str = "fp32", labels: Optional[Sequence[str]] = None) -> int:  # fmt: skip
+                        precision: str = "fp32", labels: Optional[Sequence[str]] = None,
+                        backend: str = "onnxruntime") -> int:  # fmt: skip
     """Add the shards' embeddings to a gallery (labels: the file stems unless given), in one
-    atomic commit; returns how many were added."""
+    atomic commit; returns how many were added. ``precision`` and ``backend`` name the artifact
+    that embedded the shards (``backend="openvino"``: the bundle's OpenVINO IR of the
+    precision), recorded in the gallery's fingerprint."""
     from .bundle import load_bundle
     from .gallery import Gallery
 
     paths, emb, _ = read_shards(shards)
     names = list(labels) if labels is not None else [Path(p).stem for p in paths]
-    fp = load_bundle(bundle).fingerprint(precision)
+    fp = load_bundle(bundle).fingerprint(precision, backend)
     exists = Path(gallery).exists()
     g = Gallery.open(gallery, expect_fingerprint=fp) if exists else Gallery.create(gallery, fp)
     g.add(emb, names, sources=paths)

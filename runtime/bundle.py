@@ -34,8 +34,16 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
+#: The format of OpenVINO IR artifacts (``docedge convert --formats openvino``).
+OPENVINO_FORMAT = "openvino"
+#: Precisions that exist only as OpenVINO IR artifacts (no ONNX file of their own).
+IR_ONLY_PRECISIONS = ("bf16",)
+#: Key of an artifact record listing the artifacts whose galleries it may search (see
+#: :meth:`Bundle.gallery_fingerprints`).
+INTERCHANGEABLE_KEY = "embeddings_interchangeable_with"
 __all__ = [
-    "INPUT_NAME", "MANIFEST_NAME", "OUTPUT_NAME", "PRECISIONS", "SCHEMA_NAME", "SCHEMA_VERSION",
+    "INPUT_NAME", "INTERCHANGEABLE_KEY", "IR_ONLY_PRECISIONS", "MANIFEST_NAME", "OPENVINO_FORMAT",
+    "OUTPUT_NAME", "PRECISIONS", "SCHEMA_NAME", "SCHEMA_VERSION",
     "SCORE_SPACE", "SUPPORTED_SCHEMA_VERSIONS", "Artifact", "Bundle", "artifact_record",
     "load_bundle", "read_manifest", "upsert_artifact", "write_manifest",
 ]
@@ -135,31 +143,89 @@ class Bundle:
     def artifact_path(self, precision: str = "fp32", format: str = "onnx") -> Path:
         return self.path / self.artifact(precision, format).file
 
+    def ir_artifact(self, precision: str) -> Optional[Artifact]:
+        """The main OpenVINO IR artifact of ``precision`` (``model_bf16.xml``,
+        ``model_int8.xml``), or None."""
+        for a in self.artifacts:
+            if a.format == OPENVINO_FORMAT and a.precision == precision and not a.variant:
+                return a
+        return None
+
+    def embedding_artifact(self, precision: str = "fp32", backend: str = "onnxruntime") -> Artifact:
+        """The artifact whose embeddings ``backend`` makes for ``precision``: with
+        ``openvino`` the bundle's OpenVINO IR of that precision when it has one (what
+        :class:`~docedge.runtime.backends.openvino_backend.OpenVINOBackend` runs), else the
+        ONNX artifact; every other backend runs the ONNX artifact (TensorRT builds its engine
+        from it). ``auto`` decides per machine: ask the :class:`~docedge.runtime.Embedder`
+        (``Embedder.artifact``). :class:`BundleError` when there is none."""
+        if backend == "auto":
+            raise ValueError("backend 'auto' chooses per machine: open an Embedder and use "
+                             "its .artifact / .fingerprint()")  # fmt: skip
+        if backend == "openvino":
+            ir = self.ir_artifact(precision)
+            if ir is not None:
+                return ir
+            if precision in IR_ONLY_PRECISIONS:
+                raise BundleError(f"{self.path}: no OpenVINO {precision} artifact ({precision} is "
+                                  f"gated per bundle): run `docedge convert {self.path} --formats "
+                                  "openvino`")  # fmt: skip
+        elif precision in IR_ONLY_PRECISIONS:
+            raise BundleError(f"{self.path}: {precision} runs only on OpenVINO (the bundle's "
+                              f"OpenVINO IR artifact): use backend 'openvino', not {backend!r}")
+        return self.artifact(precision, "onnx")
+
     def thresholds(self, precision: str) -> Optional[Dict[str, Any]]:
-        """The TPR@FPR table recorded for ``precision``, or None."""
+        """The TPR@FPR table recorded under ``precision`` (a table key: ``fp32``, ...,
+        ``int8/openvino``; see :func:`docedge.runtime.thresholds.table_key`), or None."""
         tables = self.manifest.get("thresholds") or {}
         t = tables.get(precision)
         return dict(t) if t else None
 
-    def fingerprint(self, precision: str = "fp32") -> Dict[str, str]:
+    def fingerprint(self, precision: str = "fp32", backend: str = "onnxruntime",
+                    artifact: Optional[Artifact] = None) -> Dict[str, str]:  # fmt: skip
         """What a gallery records to prove its embeddings came from this model.
 
         Keys: ``model_sha256`` (the source checkpoint/ONNX hash), ``artifact_sha256`` (the
-        artifact of that precision), ``precision``, ``preprocess`` (canonical JSON) and
-        ``model_manifest_sha256``, the digest of the manifest sections that define what an
-        embedding means (``model``, ``preprocess``, ``io``, ``score``): re-calibrating a
-        threshold table does not invalidate galleries, a changed model description does.
+        artifact that made the embeddings: ``artifact``, default
+        :meth:`embedding_artifact` of ``precision`` and ``backend``), ``precision``,
+        ``preprocess`` (canonical JSON) and ``model_manifest_sha256``, the digest of the
+        manifest sections that define what an embedding means (``model``, ``preprocess``,
+        ``io``, ``score``): re-calibrating a threshold table does not invalidate galleries, a
+        changed model description does. An artifact that is not ONNX (an OpenVINO IR) adds
+        ``artifact_format`` and ``artifact_weights_sha256`` (its ``.bin``): an ONNX artifact's
+        fingerprint is unchanged, so galleries made before IR artifacts existed still match.
         """
-        art = self.artifact(precision, "onnx")
-        return {
+        art = artifact if artifact is not None else self.embedding_artifact(precision, backend)
+        fp = {
             "model_sha256": str(self.model.get("source", {}).get("sha256", "")),
             "artifact_sha256": art.sha256,
-            "precision": precision,
+            "precision": art.precision,
             "preprocess": json.dumps(self.preprocess.to_dict(), sort_keys=True),
             "model_manifest_sha256": manifest_digest(
                 {k: self.manifest.get(k) for k in ("model", "preprocess", "io", "score")}
             ),
         }
+        if art.format != "onnx":
+            fp["artifact_format"] = art.format
+            extra = [f for f in art.record.get("files") or [] if isinstance(f, dict)]
+            if extra:
+                fp["artifact_weights_sha256"] = str(extra[0].get("sha256", ""))
+        return fp
+
+    def gallery_fingerprints(self, artifact: Artifact) -> List[Dict[str, str]]:
+        """The fingerprints a gallery searched with ``artifact``'s embeddings may carry: its
+        own first, then those of the artifacts its record declares interchangeable
+        (``embeddings_interchangeable_with``: ``[{"file", "sha256", "rule"}]``, written by
+        ``docedge convert`` for the bf16 IR, which passed fp32's cosine rule); an entry whose
+        file is not in the bundle with that SHA-256 (re-exported since) counts for nothing."""
+        out = [self.fingerprint(artifact=artifact)]
+        for e in artifact.record.get(INTERCHANGEABLE_KEY) or []:
+            if not isinstance(e, dict):
+                continue
+            for a in self.artifacts:
+                if a.file == e.get("file") and a.sha256 == e.get("sha256") and a is not artifact:
+                    out.append(self.fingerprint(artifact=a))
+        return out
 
     # --- verification ---------------------------------------------------------------------
     def verify(self) -> None:

@@ -99,26 +99,36 @@ class Classifier:
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.precision = precision
-        expected = self.bundle.fingerprint(precision)
-        if isinstance(gallery, Gallery):
-            g = gallery
-            g.check_fingerprint(expected)
-        else:
-            g = Gallery.open(gallery, expect_fingerprint=expected)
-        if g.dim != self.bundle.embedding_dim:
-            raise GalleryError(f"{g.path}: {g.dim}-d embeddings, the bundle makes "
-                               f"{self.bundle.embedding_dim}-d")  # fmt: skip
-        g.check_embeddings()  # a flipped bit is refused before the first search (one fast pass)
-        self.gallery = g
-        self.operating_point: OperatingPoint = bundle_operating_point(
-            self.bundle, precision, fpr, threshold
-        )
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, not {top_k}")
         self.top_k = top_k
+        # The embedder first: which artifact embeds (an OpenVINO IR for bf16, or for int8 on
+        # OpenVINO; auto's choice) decides the gallery fingerprint and the threshold table.
         self.embedder = Embedder(self.bundle, precision=precision, backend=backend,
                                  **backend_options)  # fmt: skip
-        self._load_index(g)
+        try:
+            art = self.embedder.artifact
+            self._accept = (self.bundle.gallery_fingerprints(art) if art is not None
+                            else [self.embedder.fingerprint()])  # fmt: skip
+            expected = self._accept[0]
+            if isinstance(gallery, Gallery):
+                g = gallery
+                g.check_fingerprint(expected, self._accept[1:])
+            else:
+                g = Gallery.open(gallery, expect_fingerprint=expected,
+                                 also_accept=self._accept[1:])  # fmt: skip
+            if g.dim != self.bundle.embedding_dim:
+                raise GalleryError(f"{g.path}: {g.dim}-d embeddings, the bundle makes "
+                                   f"{self.bundle.embedding_dim}-d")  # fmt: skip
+            g.check_embeddings()  # a flipped bit is refused before the first search
+            self.gallery = g
+            self.operating_point: OperatingPoint = bundle_operating_point(
+                self.bundle, precision, fpr, threshold, artifact=art
+            )
+            self._load_index(g)
+        except BaseException:
+            self.embedder.close()
+            raise
 
     def _load_index(self, g: Gallery) -> None:
         # One object swapped in one assignment: a search running while refresh() loads a new
@@ -131,8 +141,8 @@ class Classifier:
         (each commit renames a new file into place); True when a new snapshot was loaded."""
         if _file_signature(self._index.gallery.path) == self._index.signature:
             return False
-        g = Gallery.open(self._index.gallery.path,
-                         expect_fingerprint=self.bundle.fingerprint(self.precision))  # fmt: skip
+        g = Gallery.open(self._index.gallery.path, expect_fingerprint=self._accept[0],
+                         also_accept=self._accept[1:])  # fmt: skip
         g.check_embeddings()
         self._load_index(g)
         return True

@@ -164,7 +164,7 @@ class DocClassifier:
 
     def _gallery_for(self, precision: str) -> Path:
         root = str(self.register_root.resolve()) if self.register_root is not None else ""
-        fp = self._bundle.fingerprint(precision)
+        fp = self.embedder.fingerprint()
         key = hashlib.sha256(f"{root}|{fp['artifact_sha256']}|{precision}".encode()).hexdigest()[:16]
         return _cache_dir() / "galleries" / f"{key}.gal"
 
@@ -173,7 +173,7 @@ class DocClassifier:
         self.gallery_path.parent.mkdir(parents=True, exist_ok=True)
         sync_register(self.gallery_path, self.embedder, self.register_root)
         g = Gallery.open(self.gallery_path,
-                         expect_fingerprint=self._bundle.fingerprint(self.embedder.precision))  # fmt: skip
+                         expect_fingerprint=self.embedder.fingerprint())  # fmt: skip
         g.check_embeddings()
         order = sorted(range(len(g)), key=lambda r: str(g.entries[r].source or ""))
         emb = np.asarray(g.embeddings, np.float32)

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from .backends import Backend, create_backend
-from .bundle import Bundle, load_bundle
-from .errors import ImageError
+from .bundle import Artifact, Bundle, load_bundle
+from .errors import BundleError, ImageError
 from .preprocess import ImageInput, describe_source, load_image, preprocess_bgr
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,25 @@ class Embedder:
         if backend == "auto":  # the speed measured at this batch size decides
             backend_options.setdefault("batch_size", batch_size)
         self.backend: Backend = create_backend(self.bundle, precision, backend, **backend_options)
+        choice = getattr(self.backend, "backend_choice", None)  # backend="auto": what it chose
+        #: The engine that runs (``auto`` resolved) and the artifact whose embeddings it makes
+        #: (an OpenVINO IR for ``bf16``, and for ``int8`` with OpenVINO when the bundle has one).
+        self.engine = str(choice.backend) if choice is not None else backend
+        self.artifact: Optional[Artifact] = None
+        self._no_artifact = ""
+        try:
+            self.artifact = self.bundle.embedding_artifact(precision, self.engine)
+        except (BundleError, ValueError) as e:  # an engine outside the bundle's records
+            self._no_artifact = str(e)
         cap = self.backend.max_batch
         self.batch_size = max(1, min(batch_size, cap) if cap else batch_size)
         self.dim = self.bundle.embedding_dim
+
+    def fingerprint(self) -> Dict[str, str]:
+        """The gallery fingerprint of this embedder's artifact (:meth:`Bundle.fingerprint`)."""
+        if self.artifact is None:
+            raise BundleError(f"cannot tell which artifact made these embeddings: {self._no_artifact}")
+        return self.bundle.fingerprint(artifact=self.artifact)
 
     # --- pre-processing -------------------------------------------------------------------
     def preprocess_one(self, item: ImageInput, index: int = 0) -> np.ndarray[Any, Any]:

@@ -92,6 +92,8 @@ FINGERPRINT_FIELDS = {
     "artifact_sha256": "artifact",
     "precision": "precision",
     "preprocess": "pre-processing",
+    "artifact_format": "artifact format",
+    "artifact_weights_sha256": "artifact weights",
 }
 
 
@@ -295,12 +297,19 @@ class Gallery:
         return [row for row, i in enumerate(self.ids) if i in want]
 
     # --- identity and integrity -------------------------------------------------------------
-    def check_fingerprint(self, expected: Dict[str, str]) -> None:
+    def check_fingerprint(self, expected: Dict[str, str],
+                          also: Sequence[Dict[str, str]] = ()) -> None:  # fmt: skip
         """Refuse (``FingerprintMismatchError``) a gallery made with another model bundle,
-        precision, artifact or pre-processing; the message names every difference."""
+        precision, artifact or pre-processing; the message names every difference to
+        ``expected``. ``also``: other fingerprints accepted as well (the artifacts the bundle
+        records as interchangeable with the one in use: :meth:`Bundle.gallery_fingerprints`)."""
         diffs = describe_fingerprint_difference(self.fingerprint, expected)
+        if diffs and any(not describe_fingerprint_difference(self.fingerprint, fp) for fp in also):
+            return
         if diffs:
             prec = expected.get("precision") or "P"
+            if expected.get("artifact_format"):  # an OpenVINO IR made the expected embeddings
+                prec += f" --backend {expected['artifact_format']}"
             raise FingerprintMismatchError(
                 f"{self.path}: made with another model bundle, precision or pre-processing: "
                 + "; ".join(diffs)
@@ -360,15 +369,16 @@ class Gallery:
 
     @classmethod
     def open(cls, path: Union[str, Path], expect_fingerprint: Optional[Dict[str, str]] = None,
-             verify: bool = False, lazy: bool = False,
-             lock_timeout: Optional[float] = None) -> Gallery:  # fmt: skip
+             verify: bool = False, lazy: bool = False, lock_timeout: Optional[float] = None,
+             also_accept: Sequence[Dict[str, str]] = ()) -> Gallery:  # fmt: skip
         """Open a gallery: header checks and one memory map of the file.
 
         By default the ``meta`` and ``labels`` sections are checksummed and parsed now (the
         ``records`` section on first use). ``lazy``: nothing but the header now (milliseconds
         at any size; sections are checked when first used). ``verify``: every section and the
         embeddings (a full read). ``expect_fingerprint``: refuse
-        (:class:`FingerprintMismatchError`) a gallery made with another model or precision.
+        (:class:`FingerprintMismatchError`) a gallery made with another model or precision
+        (``also_accept``: fingerprints accepted as well, see :meth:`check_fingerprint`).
         """
         p = Path(path)
         try:
@@ -386,7 +396,7 @@ class Gallery:
             _ = g.meta
             g._section("labels")
         if expect_fingerprint is not None:
-            g.check_fingerprint(expect_fingerprint)
+            g.check_fingerprint(expect_fingerprint, also_accept)
         if verify:
             g.verify()
         return g

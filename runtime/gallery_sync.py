@@ -47,10 +47,20 @@ class SyncReport:
                 "duplicates": self.duplicates}  # fmt: skip
 
 
+def _fingerprint(embedder: Any) -> Dict[str, str]:
+    """The fingerprint of the artifact ``embedder`` runs (:meth:`Embedder.fingerprint`; a
+    duck-typed embedder without one: its bundle's ONNX artifact of its precision)."""
+    fn = getattr(embedder, "fingerprint", None)
+    if callable(fn):
+        fp: Dict[str, str] = fn()
+        return fp
+    return dict(embedder.bundle.fingerprint(embedder.precision))
+
+
 def open_or_create(path: Union[str, Path], embedder: Embedder, dtype: str = "float16") -> Gallery:
     """Open the gallery for ``embedder``'s bundle/precision (refusing one made with another
     model: :class:`FingerprintMismatchError`), creating it when absent."""
-    fp = embedder.bundle.fingerprint(embedder.precision)
+    fp = _fingerprint(embedder)
     p = Path(path)
     if p.exists():
         return Gallery.open(p, expect_fingerprint=fp)
@@ -278,7 +288,7 @@ def _rebuild_locked(gallery_path: Union[str, Path], embedder: Embedder,
     if len(ok) < len(usable) and not drop_missing:
         raise GalleryError(f"{old.path}: {len(usable) - len(ok)} source images failed to "
                            f"embed ({report.failed}); nothing changed")  # fmt: skip
-    fp = embedder.bundle.fingerprint(embedder.precision)
+    fp = _fingerprint(embedder)
     kept, dropped = old.reembed([usable[i].id for i in ok], result.embeddings[ok], fp,
                                 out_path=out_path)  # fmt: skip
     kept_set = set(kept)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from .bundle import Bundle
+from .bundle import IR_ONLY_PRECISIONS, Artifact, Bundle
 from .errors import ThresholdError
 
 logger = logging.getLogger(__name__)
@@ -173,15 +173,58 @@ def available_rows(table: Dict[str, Any]) -> str:
     return ", ".join(out) or "none"
 
 
+def table_key(artifact: Artifact) -> str:
+    """Where an artifact's own table lives in ``manifest["thresholds"]``: the precision for a
+    main ONNX artifact (``fp32``, ``fp16``, ``int8``), ``<precision>/<format>`` for any other
+    (``int8/openvino``: the NNCF INT8 IR is another network than ``model_int8.onnx``, and
+    scores move with INT8, so it never uses that one's table)."""
+    if artifact.format == "onnx" and not artifact.variant:
+        return artifact.precision
+    return f"{artifact.precision}/{artifact.format}"
+
+
+def borrows_fp32_table(artifact: Artifact) -> bool:
+    """True when the artifact's record states that it borrows fp32's table (the bf16 IR: its
+    passed gate required cosine min >= 0.9995 to the reference, fp16's inheritance rule)."""
+    rec = artifact.record
+    return (str(rec.get("threshold_table", "")).startswith("borrows fp32")
+            and (rec.get("verification") or {}).get("passed") is True)  # fmt: skip
+
+
 def bundle_operating_point(
     bundle: Bundle,
     precision: str,
     fpr: Optional[float] = DEFAULT_FPR,
     threshold: Optional[float] = None,
+    artifact: Optional[Artifact] = None,
 ) -> OperatingPoint:
-    """Operating point for ``precision`` of ``bundle`` (its own table, never another's)."""
-    return operating_point(bundle.thresholds(precision), fpr, threshold,
-                           where=f"{bundle.path} ({precision})")  # fmt: skip
+    """Operating point for ``precision`` of ``bundle`` (its own table, never another's).
+
+    ``artifact``: the artifact that embeds (default: the ONNX artifact of ``precision``). An
+    OpenVINO IR uses its own table (:func:`table_key`); without one, a record that borrows
+    fp32's table (bf16) uses fp32's, and any other (the NNCF INT8) is refused with what to run.
+    """
+    if artifact is None and precision in IR_ONLY_PRECISIONS:
+        artifact = bundle.ir_artifact(precision)
+    if threshold is not None or artifact is None or table_key(artifact) == artifact.precision:
+        return operating_point(bundle.thresholds(precision), fpr, threshold,
+                               where=f"{bundle.path} ({precision})")  # fmt: skip
+    key = table_key(artifact)
+    where = f"{bundle.path} ({artifact.file})"
+    own = bundle.thresholds(key)
+    if own is not None:
+        return operating_point(own, fpr, None, where=where)
+    if borrows_fp32_table(artifact):
+        op = operating_point(bundle.thresholds("fp32"), fpr, None, where=f"{where}, fp32's table")
+        return OperatingPoint(op.threshold, op.fpr, op.tpr,
+                              f"table (fp32's, borrowed as {artifact.file}'s record states)")
+    raise ThresholdError(
+        f"{where} has no threshold table of its own ({artifact.precision} on {artifact.format}: "
+        f"its scores are not the ONNX {artifact.precision}'s, so no other table applies): give an "
+        f"explicit threshold (--threshold T, threshold=T) or measure its table: docedge calibrate "
+        f"thresholds {bundle.path} --images DIR --precision {artifact.precision} --backend "
+        f"{artifact.format}"
+    )
 
 
 def commit_tables(bundle_dir: Union[str, Path], tables: Dict[str, Dict[str, Any]],
@@ -198,8 +241,9 @@ def commit_tables(bundle_dir: Union[str, Path], tables: Dict[str, Dict[str, Any]
         validate_table(table, f"{bundle_dir} ({precision})")
     with BundleTransaction(bundle_dir) as tx:
         have = tx.manifest.get("thresholds") or {}
-        listed = {a.get("precision") for a in tx.manifest.get("artifacts", [])
-                  if a.get("format") == "onnx"}  # fmt: skip
+        listed = {a.get("precision") if a.get("format") == "onnx" and not a.get("variant")
+                  else f"{a.get('precision')}/{a.get('format')}"
+                  for a in tx.manifest.get("artifacts", [])}  # fmt: skip
         for precision, table in tables.items():
             old = have.get(precision)
             if old and not replace:
@@ -215,7 +259,7 @@ def commit_tables(bundle_dir: Union[str, Path], tables: Dict[str, Dict[str, Any]
                 table = dict(table, source=dict(table.get("source") or {},
                                                 replaces=old.get("source") or {}))  # fmt: skip
             if precision not in listed:
-                logger.warning("%s: no onnx artifact of precision %s yet; table attached anyway",
+                logger.warning("%s: no artifact for table %s yet; table attached anyway",
                                bundle_dir, precision)  # fmt: skip
             have[precision] = table
         tx.manifest["thresholds"] = have

@@ -56,3 +56,27 @@ def demo_release(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_release") / "bundle"
     make_bundle(out, load_reference(), ("fp32", "fp16", "int8"), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_fp32(tmp_path_factory) -> Path:
+    """The demo model, fp32 only (read-only; copy before changing it)."""
+    from docedge.export.bundle_writer import export_bundle
+    from docedge.export.reference import load_reference
+
+    return export_bundle(tmp_path_factory.mktemp("ov_demo") / "b", reference=load_reference()).path
+
+
+@pytest.fixture(scope="session")
+def ov_bundle(demo_fp32, tmp_path_factory):
+    """``(path, report)``: ``demo_fp32`` converted with ``docedge convert --formats openvino``
+    (bf16 + NNCF INT8 IR, with the conversion-time speed check; read-only). Needs OpenVINO and
+    NNCF: the modules using it skip without them."""
+    import shutil
+
+    from docedge.export.formats.convert import convert_bundle
+
+    dst = tmp_path_factory.mktemp("ov") / "b"
+    shutil.copytree(demo_fp32, dst)
+    report = convert_bundle(dst, ["openvino"], options={"vectors": False})
+    return dst, report

@@ -30,24 +30,8 @@ def _has_bf16() -> bool:
 needs_bf16 = pytest.mark.skipif(not _has_bf16(), reason="this CPU has no bf16 (OpenVINO capabilities)")
 
 
-@pytest.fixture(scope="module")
-def demo_fp32(tmp_path_factory):
-    """The demo model, fp32 only (read-only; copy before changing it)."""
-    from docedge.export.bundle_writer import export_bundle
-    from docedge.export.reference import load_reference
-
-    return export_bundle(tmp_path_factory.mktemp("ov_demo") / "b", reference=load_reference()).path
-
-
-@pytest.fixture(scope="module")
-def ov_bundle(demo_fp32, tmp_path_factory):
-    """``demo_fp32`` converted to OpenVINO (with the conversion-time speed check)."""
-    from docedge.export.formats.convert import convert_bundle
-
-    dst = tmp_path_factory.mktemp("ov") / "b"
-    shutil.copytree(demo_fp32, dst)
-    report = convert_bundle(dst, ["openvino"], options={"vectors": False})
-    return dst, report
+# ``demo_fp32`` and ``ov_bundle`` (the demo model converted with --formats openvino) are shared
+# fixtures in tests/conftest.py: tests/test_openvino_precisions.py reuses the conversion.
 
 
 @needs_bf16
@@ -74,6 +58,10 @@ def test_bf16_and_int8_ir_are_gated_recorded_and_hash_checked(ov_bundle):
     assert bf16["verification"]["gate"]["cos_min"] == 0.9995
     assert bf16["threshold_table"].startswith("borrows fp32's")
     assert int8["threshold_table"].startswith("none of its own")
+    # fp32 galleries may be searched with bf16 embeddings (same rule), never with NNCF INT8 ones
+    (inter,) = bf16["embeddings_interchangeable_with"]
+    assert (inter["file"], inter["sha256"]) == ("model_fp32.onnx", recs["model_fp32.onnx"]["sha256"])
+    assert "0.9995" in inter["rule"] and "embeddings_interchangeable_with" not in int8
     assert int8["precision"] == "int8" and int8["inference_precision_hint"] == "f32"
     assert int8["producers"]["nncf"] != "unknown"
     q = int8["quantization"]
@@ -208,8 +196,8 @@ def test_cli_convert_openvino_json(demo_fp32, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["ok"] is True
     assert {a["file"] for a in out["artifacts"]} == {"model_bf16.xml", "test_vectors.zip"}
-    with pytest.raises(SystemExit, match="openvino-precisions"):
-        main(["convert", str(root), "--formats", "openvino", "--openvino-precisions", "fp8"])
+    # a usage error: exit 2 (tests/test_cli_usage_errors.py)
+    assert main(["convert", str(root), "--formats", "openvino", "--openvino-precisions", "fp8"]) == 2
 
 
 def test_one_backend_serves_several_threads(demo_fp32):

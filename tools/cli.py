@@ -48,7 +48,7 @@ EXTRA_FOR_MODULE = {
     "onnxconverter_common": "export", "safetensors": "export", "onnx": "export",
     "sklearn": "calibration", "matplotlib": "calibration", "onnxruntime": "onnxruntime",
     "tqdm": "export", "polygraphy": "dev", "ray": "serve", "tritonclient": "triton",
-    "openvino": "openvino", "nncf": "openvino", "coremltools": "coreml", "ai_edge_litert": "litert",
+    "openvino": "openvino", "nncf": "openvino-export", "coremltools": "coreml", "ai_edge_litert": "litert",
     "litert_torch": "litert", "ncnn": "ncnn", "pnnx": "ncnn",
 }
 

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
+from docedge.runtime.bundle import INTERCHANGEABLE_KEY
+
 from ..manifest import FP32_FILE
 from . import gate as gating
 from ._common import ConversionError, ConverterUnavailableError, require, versions
@@ -120,7 +122,7 @@ def ir_runner(xml: Path, weights: Path, hint: str, threads: int = 2) -> Tuple[ga
     from docedge.runtime.backends.openvino_backend import OpenVINOBackend
     from docedge.runtime.errors import BackendUnavailableError
 
-    _ov()
+    require("openvino", EXTRA, "running an OpenVINO IR")  # the runtime extra is enough to run it
     try:
         b = OpenVINOBackend(xml, weights_path=weights, inference_precision=hint, threads=threads)
     except BackendUnavailableError as e:  # bf16 on a CPU without it: cannot run here
@@ -174,6 +176,17 @@ def _main_onnx(ctx: Context, precision: str) -> Optional[Dict[str, Any]]:
         if a.get("format") == "onnx" and a.get("precision") == precision and not a.get("variant"):
             return dict(a)
     return None
+
+
+def interchangeable_with_fp32(ctx: Context) -> Dict[str, str]:
+    """The bf16 record's ``embeddings_interchangeable_with`` entry: galleries made with the fp32
+    ONNX may be searched with bf16 embeddings, by the rule bf16 borrows fp32's table by (its
+    gate requires cosine min >= :data:`BORROW_TABLE_MIN_COSINE` to the reference on every
+    image); the runtime honours it only while that file has this SHA-256."""
+    rec = _main_onnx(ctx, "fp32") or {}
+    return {"file": FP32_FILE, "sha256": str(rec.get("sha256", "")),
+            "rule": f"gate cosine min >= {BORROW_TABLE_MIN_COSINE} to the reference on every gate "
+            "image (the rule bf16 borrows fp32's threshold table by)"}  # fmt: skip
 
 
 def calibration_items(ctx: Context) -> Tuple[List[np.ndarray], Dict[str, Any]]:
@@ -239,7 +252,9 @@ def plan(ctx: Context) -> List[Staged]:
         fields = {**bf16_fields, "precision_note": "fp32 IR, bf16 compute (INFERENCE_PRECISION_HINT)",
                   "threshold_table": f"borrows fp32's: its gate requires cosine min >= "
                   f"{BORROW_TABLE_MIN_COSINE} to the reference (the rule fp16 inherits fp32's table by) "
-                  "and decision agreement at the fp32 operating threshold"}  # fmt: skip
+                  "and decision agreement at the fp32 operating threshold",
+                  # galleries of fp32 embeddings may be searched with bf16 ones (the same rule)
+                  INTERCHANGEABLE_KEY: [interchangeable_with_fp32(ctx)]}  # fmt: skip
         out.append(staged(BF16_FILE, BF16_WEIGHTS, "bf16", "bf16", fields, BF16_GATE, fp32,
                           bf16_unavailable_reason()))  # fmt: skip
     if "int8" in precisions:

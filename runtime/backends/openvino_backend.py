@@ -159,7 +159,4 @@ class OpenVINOBackend:
 def ir_artifact(bundle: Bundle, precision: str) -> Any:
     """The bundle's main OpenVINO IR :class:`~docedge.runtime.bundle.Artifact` of
     ``precision``, or None."""
-    for a in bundle.artifacts:
-        if a.format == IR_FORMAT and a.precision == precision and not a.variant:
-            return a
-    return None
+    return bundle.ir_artifact(precision)

@@ -29,12 +29,13 @@ def register_thresholds(subparsers: Any, /) -> None:
     t.add_argument("bundle", type=Path, help="bundle directory")
     t.add_argument("--images", type=Path, required=True, help="labelled images: DIR/<class>/*.jpg")
     t.add_argument("--precision", default="all",
-                   help="fp32|fp16|int8, a comma list, or all (default: every ONNX precision)")
+                   help="fp32|fp16|int8 (bf16|int8 with --backend openvino: the bundle's "
+                   "OpenVINO IR), a comma list, or all (default: every ONNX precision)")
     t.add_argument("--max-impostors", type=int, default=2_000_000, metavar="N",
                    help="use a uniform sample of N impostor pairs when there are more "
                    "(default 2,000,000; the count is recorded)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0, help="seed of the impostor sample")
-    add_backend_flags(t, backend=False)
+    add_backend_flags(t)
     t.add_argument("--dry-run", action="store_true", help="print the tables, do not write")
     t.add_argument("--replace", action="store_true",
                    help="replace tables the bundle already has (their provenance is kept in "
@@ -50,14 +51,14 @@ def run(args: argparse.Namespace) -> int:
     precs = None if args.precision == "all" else [p for p in args.precision.split(",") if p]
     tables = calibrate_thresholds(args.bundle, args.images, precs,
                                   max_impostors=args.max_impostors, write=not args.dry_run,
-                                  seed=args.seed, replace=args.replace,
+                                  seed=args.seed, replace=args.replace, backend=args.backend,
                                   **backend_options(args))  # fmt: skip
     if args.json:
         print_json({"ok": True, "bundle": str(args.bundle), "written": not args.dry_run,
                     "tables": tables})  # fmt: skip
         return 0
-    for table in tables.values():
-        print(describe_table(table), end="\n\n")
+    for key, table in tables.items():
+        print(describe_table(table, key), end="\n\n")
     where = args.bundle / "manifest.json"
     print(f"(dry run: {where} unchanged)" if args.dry_run else
           f"written to {where} (thresholds.{', thresholds.'.join(tables)})")  # fmt: skip

@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--top-k", type=positive_int, default=5,
                    help="labels reported per image (default 5)")
-    p.add_argument("--precision", default="fp32")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32|fp16|int8, or bf16 with --backend openvino (with it int8 runs the "
+                   "bundle's NNCF INT8 IR when it has one; default fp32)")  # fmt: skip
     add_backend_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -48,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     op = clf.operating_point
     ok = all(d.error is None for d in decisions)
     if args.json:
-        print_json({"ok": ok, "precision": args.precision, "operating_point": op.to_dict(),
+        art = clf.embedder.artifact
+        print_json({"ok": ok, "precision": args.precision, "artifact": art.file if art else None,
+                    "operating_point": op.to_dict(),
                     "results": [{"image": str(p), **d.to_dict()}
                                 for p, d in zip(paths, decisions)]})  # fmt: skip
         return 0 if ok else 1

@@ -72,21 +72,25 @@ def table_lines(records: List[Dict[str, Any]]) -> List[str]:
 
 
 def _openvino_precisions(text: str) -> List[str]:
+    from docedge.runtime.errors import DocedgeError
+
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     bad = [t for t in items if t not in ("bf16", "int8")]
     if bad or not items:
-        raise SystemExit(f"error: --openvino-precisions {text!r}: choose from bf16, int8")
+        raise DocedgeError(f"--openvino-precisions {text!r}: choose from bf16, int8")
     return items
 
 
 def run(args: argparse.Namespace) -> int:
     from docedge.export.formats.convert import convert_bundle, parse_formats
     from docedge.export.gates import GateError
+    from docedge.runtime.errors import DocedgeError
 
     try:
         formats = parse_formats(args.formats)
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise DocedgeError(str(e)) from None
+    ov_precisions = _openvino_precisions(args.openvino_precisions)  # a usage error: exit 2
     try:
         report = convert_bundle(
             args.bundle,
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             random_init_seed=args.seed if args.random_init else None,
             calib_images=args.calib_images,
             options={"calib_max_images": args.calib_max_images, "tflite_float_head": args.tflite_float_head,
-                     "openvino_precisions": _openvino_precisions(args.openvino_precisions)},
+                     "openvino_precisions": ov_precisions},
             benchmark=not args.no_benchmark,
         )
     except GateError as e:  # a failed check: exit 1, nothing committed

@@ -41,8 +41,8 @@ def register(sub: Any) -> None:
                    "precision exported (default: the model card's fp32 table; fp16 inherits it "
                    "when its agreement allows)")  # fmt: skip
     p.add_argument("--formats", default="onnx",
-                   help="artifact formats: onnx (always) plus any of ort,tflite,coreml,ncnn "
-                   "(mobile converters need their extras)")  # fmt: skip
+                   help="artifact formats: onnx (always) plus any of ort,tflite,coreml,ncnn,openvino "
+                   "(the converters need their extras)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing bundle (atomically: the old one stays loadable "
                    "until the new one is committed)")  # fmt: skip

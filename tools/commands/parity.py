@@ -31,7 +31,9 @@ def register(sub: Any) -> None:
     p.add_argument("--gallery", type=Path,
                    help="a docedge gallery file, or a register folder (default: built from "
                    "the images: first image of each class as exemplar)")  # fmt: skip
-    p.add_argument("--precision", default="all", help="fp32,fp16,int8 (comma list) or all")
+    p.add_argument("--precision", default="all",
+                   help="fp32,fp16,int8,bf16 (comma list: each runs every artifact of it, the "
+                   "OpenVINO IR artifacts included) or all")
     p.add_argument("--providers", default="cpu",
                    help="ONNX Runtime providers to test, each on its own (e.g. cpu,cuda)")
     p.add_argument("--no-tensorrt", action="store_true", help="do not try a TensorRT engine")
