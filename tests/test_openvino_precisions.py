@@ -235,6 +235,45 @@ def test_parity_reports_ir_artifacts_as_not_run_naming_the_extra(bundle_copy, ch
     assert any("nothing compared" in f for f in only.failures)
 
 
+def test_parity_cli_exits_1_when_only_not_run_ir_artifacts_were_asked_for(
+    bundle_copy, check_image_files, seeded_reference, no_openvino, capsys
+):
+    from docedge.calibration.parity import cache_reference
+
+    add_fake_ir(bundle_copy)
+    cache_reference(load_bundle(bundle_copy), seeded_reference)
+    argv = ["parity", str(bundle_copy), "--images", str(check_image_files[0].parent),
+            "--random-init", "--seed", "0", "--no-tensorrt", "--json"]  # fmt: skip
+    assert main([*argv, "--precision", "bf16,int8"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["passed"] is False and out["artifacts"] == []
+    assert {s["name"] for s in out["skipped"]} == {"bf16/openvino", "int8/openvino"}
+    assert main(argv) == 0  # fp32 ran and passed; the IR artifacts are listed as not run
+    out = json.loads(capsys.readouterr().out)
+    assert [s["extra"] for s in out["skipped"]] == ["openvino", "openvino"]
+
+
+def test_parity_says_why_bf16_cannot_run_on_this_cpu(bundle_copy, check_image_files,
+                                                     seeded_reference, monkeypatch):  # fmt: skip
+    from docedge.calibration.parity import run_parity
+    from docedge.export.formats import openvino as ovf
+    from docedge.export.formats._common import ConverterUnavailableError
+
+    def no_bf16(xml, weights, hint, threads=2):
+        if hint == "bf16":
+            raise ConverterUnavailableError(f"{xml}: not run: this CPU has no bf16 support (test)")
+        raise ConverterUnavailableError(f"{xml}: not run: no engine here (test)")
+
+    monkeypatch.setattr(ovf, "ir_runner", no_bf16)
+    add_fake_ir(bundle_copy)
+    res = run_parity(bundle_copy, check_image_files[0].parent, precisions=["fp32", "bf16"],
+                     tensorrt=False, progress=False, reference=seeded_reference)  # fmt: skip
+    (skip,) = res.skipped
+    assert skip["name"] == "bf16/openvino" and "extra" not in skip  # installing would not help
+    assert skip["reason"].startswith("not run: ") and "this CPU has no bf16 support" in skip["reason"]
+    assert "model_bf16.xml" in skip["reason"] and res.passed  # fp32 was compared and passed
+
+
 def test_bf16_tolerances_are_its_conversion_gate():
     from docedge.calibration.parity import DEFAULT_TOLERANCES, export_gates, load_tolerances
     from docedge.export.formats.openvino import BF16_GATE
