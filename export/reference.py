@@ -148,7 +148,14 @@ def reference_for_bundle(
             )
         return ref
     if kind == "demo-weights":
-        return load_reference()
+        ref = load_reference()
+        if src.get("sha256") and ref.source.get("sha256") != src.get("sha256"):
+            raise CheckpointError(
+                f"this bundle was exported from demo weights {str(src.get('sha256'))[:16]}..., "
+                f"this installation ships {str(ref.source.get('sha256'))[:16]}... (another docedge "
+                "version): pass those weights as --checkpoint PATH, or re-export the bundle"
+            )
+        return ref
     if kind == "random-init":
         return load_reference(random_init_seed=int(src["seed"]))
     if kind == "checkpoint" and strict:

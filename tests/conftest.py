@@ -58,16 +58,37 @@ def demo_release(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def demo_fp32(tmp_path_factory) -> Path:
-    """The demo model, fp32 only (read-only; copy before changing it)."""
+#: The demo weights the OpenVINO tests convert: run 2's step 2,000 (the previous shipped demo
+#: model). The shipped run-3 weights fail both OpenVINO gates (bf16 cosine min 0.9983 < 0.9995,
+#: the rule for borrowing fp32's table; NNCF INT8 decision agreement 0.948 < 0.95), so a
+#: conversion of them commits nothing; the conversion mechanics are tested on weights that
+#: pass. docs/openvino.md says so.
+OV_DEMO_WEIGHTS = (Path(__file__).resolve().parents[1] / "export" / "weights" / "run"
+                   / "run2_step02000.safetensors")
+
+
+@pytest.fixture(scope="module")
+def ov_demo_weights():
+    """This module sees run 2's weights (and their card) as the installation's demo model."""
+    from docedge.export import reference
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reference, "DEMO_WEIGHTS", OV_DEMO_WEIGHTS)
+        mp.setattr(reference, "DEMO_CARD", OV_DEMO_WEIGHTS.with_suffix(".json"))
+        yield OV_DEMO_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def demo_fp32(ov_demo_weights, tmp_path_factory) -> Path:
+    """The demo model (run 2's weights, see OV_DEMO_WEIGHTS), fp32 only (read-only; copy before
+    changing it)."""
     from docedge.export.bundle_writer import export_bundle
     from docedge.export.reference import load_reference
 
     return export_bundle(tmp_path_factory.mktemp("ov_demo") / "b", reference=load_reference()).path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ov_bundle(demo_fp32, tmp_path_factory):
     """``(path, report)``: ``demo_fp32`` converted with ``docedge convert --formats openvino``
     (bf16 + NNCF INT8 IR, with the conversion-time speed check; read-only). Needs OpenVINO and

@@ -109,3 +109,15 @@ def test_a_blocked_class_is_named_with_the_exact_command_to_extract_the_weights(
     msg = str(info.value)
     assert "HyperParams" in msg and "safe_globals" in msg and "weights.pt" in msg
     assert "\x1b[" not in msg  # no terminal escape codes
+
+
+def test_a_bundle_of_other_demo_weights_is_not_gated_against_this_installations_demo():
+    """A bundle exported by another docedge version (other demo weights) must not be compared
+    with this installation's demo model as if it were its reference."""
+    from docedge.export.reference import CheckpointError, load_reference, reference_for_bundle
+
+    here = load_reference().source
+    other = {"source": {**here, "sha256": "0" * 64}}
+    with pytest.raises(CheckpointError, match="another docedge version"):
+        reference_for_bundle(other)
+    assert reference_for_bundle({"source": here}).source["sha256"] == here["sha256"]

@@ -52,9 +52,19 @@ def test_a_gallery_committed_while_serving_is_picked_up_whole(bundle_copy, galle
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below Linux's ephemeral range (32768-60999): a port the kernel hands out
+    (bind to 0) can be taken by one of the many processes Ray starts before Serve binds it
+    (seen in CI: "Failed to bind to address 127.0.0.1:39739")."""
+    import random
+
+    for port in random.Random().sample(range(20000, 32000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def _post(url: str, body: bytes):
