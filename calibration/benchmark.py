@@ -114,19 +114,23 @@ def summarize(rows: Sequence[Dict[str, Any]], gemm_gflops: Optional[float]) -> L
         if gemm_gflops and med_cpu:
             row["gemm_peak_fraction"] = (FLOP_PER_IMAGE / (med_cpu / 1000.0)) / (gemm_gflops * 1e9)
         out.append(row)
-    for batch in {r["batch"] for r in out}:  # ratios against ONNX Runtime fp32, where present
-        ort = next((r for r in out if r["batch"] == batch and r["engine"] == "onnxruntime-fp32"),
-                   None)  # fmt: skip
-        for r in out:
-            if r["batch"] == batch and ort is not None:
-                r["cpu_speedup_vs_onnxruntime"] = ort["cpu_ms_per_image"] / r["cpu_ms_per_image"]
-    for batch in {r["batch"] for r in out}:  # ratios against PyTorch eager, where present
-        base = next((r for r in out if r["batch"] == batch and r["engine"] == "pytorch-eager"), None)
-        for r in out:
-            if r["batch"] == batch and base is not None:
-                r["cpu_speedup_vs_pytorch"] = base["cpu_ms_per_image"] / r["cpu_ms_per_image"]
-                r["wall_speedup_vs_pytorch"] = base["wall_ms_per_image"] / r["wall_ms_per_image"]
+    _add_ratios(out, "onnxruntime-fp32", "onnxruntime", ("cpu",))
+    _add_ratios(out, "pytorch-eager", "pytorch", ("cpu", "wall"))
     return out
+
+
+def _add_ratios(rows: List[Dict[str, Any]], baseline: str, name: str,
+                measures: Sequence[str]) -> None:  # fmt: skip
+    """``<measure>_speedup_vs_<name>`` on every row: the ``baseline`` engine's median time per
+    image at the same batch size over the row's (rows of a batch without the baseline get none)."""
+    for batch in {r["batch"] for r in rows}:
+        base = next((r for r in rows if r["batch"] == batch and r["engine"] == baseline), None)
+        if base is None:
+            continue
+        for r in rows:
+            if r["batch"] == batch:
+                for m in measures:
+                    r[f"{m}_speedup_vs_{name}"] = base[f"{m}_ms_per_image"] / r[f"{m}_ms_per_image"]
 
 
 def _run_worker(job: Dict[str, Any], timeout_s: float) -> Dict[str, Any]:

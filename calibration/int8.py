@@ -405,15 +405,9 @@ def _sensitivity_fallback(fp32_path: Path, model: onnx.ModelProto, amax: Dict[st
     the embedding cosine most on the first calibration images, and the record of the ranking."""
     from .sensitivity import layer_sensitivity, most_sensitive
 
-    batches: List[np.ndarray] = []
-    for b in images.batches(32):
-        batches.append(b)
-        if sum(len(x) for x in batches) >= SENSITIVITY_IMAGES:
-            break
-    x = np.concatenate(batches)[:SENSITIVITY_IMAGES]
-    types = set(qo.quantize_ops)
-    candidates = [n.name for n in model.graph.node if n.op_type in types and n.name not in
-                  set(float_nodes)]  # fmt: skip
+    x = next(images.batches(SENSITIVITY_IMAGES))  # the first images of the set
+    types, kept = set(qo.quantize_ops), set(float_nodes)
+    candidates = [n.name for n in model.graph.node if n.op_type in types and n.name not in kept]
     ranked = layer_sensitivity(fp32_path, amax, x, float_nodes, candidates,
                                per_channel=qo.per_channel, quantize_ops=qo.quantize_ops,
                                weight_storage=qo.weight_storage)  # fmt: skip

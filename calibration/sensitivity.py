@@ -39,11 +39,6 @@ class Sensitivity:
                 "cos_min": round(self.cos_min, 6)}  # fmt: skip
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out: np.ndarray = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return out
-
-
 def layer_sensitivity(fp32_path: Path, amax: Dict[str, float], images: np.ndarray,
                       float_nodes: Sequence[str], candidates: Sequence[str],
                       **quant_options: Any) -> List[Sensitivity]:  # fmt: skip
@@ -51,6 +46,7 @@ def layer_sensitivity(fp32_path: Path, amax: Dict[str, float], images: np.ndarra
     float, ``quant_options`` as for :func:`~docedge.calibration.int8.quantize_qdq`) with that node
     also float, embedded on ``images`` float32 ``(N, 3, 128, 128)`` and compared with fp32.
     Sorted by mean cosine, best first."""
+    from docedge.export.verify import cosine_rows
     from docedge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     from .int8 import quantize_qdq
@@ -62,7 +58,7 @@ def layer_sensitivity(fp32_path: Path, amax: Dict[str, float], images: np.ndarra
         for i, node in enumerate(candidates):
             quantize_qdq(fp32_path, path, amax, [*float_nodes, node],
                          calibration_batch=images[:2], **quant_options)  # fmt: skip
-            c = _cosines(OnnxRuntimeBackend(path, intra_op_threads=1).run(images), ref)
+            c = cosine_rows(OnnxRuntimeBackend(path, intra_op_threads=1).run(images), ref)
             out.append(Sensitivity(node, float(c.mean()), float(c.min())))
             logger.debug("sensitivity %d/%d %s: %.5f", i + 1, len(candidates), node, c.mean())
     return sorted(out, key=lambda s: (-s.cos_mean, -s.cos_min, s.node))

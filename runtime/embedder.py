@@ -146,20 +146,19 @@ class Embedder:
 
         def finish(buf: np.ndarray[Any, Any], start: int,
                    failed: List[Optional[ImageError]]) -> None:  # fmt: skip
-            rows: List[int] = []
             for slot, err in enumerate(failed):
-                if err is None:
-                    rows.append(start + slot)
-                else:
+                if err is not None:
                     logger.warning("skipping image: %s", err)
                     errors[start + slot] = err
-            if not rows:
+            slots = [slot for slot, err in enumerate(failed) if err is None]
+            if not slots:
                 return
-            slots = [i - start for i in rows]
-            x = buf[: len(rows)] if slots == list(range(len(rows))) else buf[slots]
+            # the loaded rows, copied together only when a failed image left a gap
+            x = buf[: len(slots)] if slots[-1] == len(slots) - 1 else buf[slots]
             out = self.backend.run(x)
             finite = np.all(np.isfinite(out), axis=1)
-            for r, i in enumerate(rows):
+            for r, slot in enumerate(slots):
+                i = start + slot
                 if finite[r]:
                     emb[i], ok[i] = out[r], True
                 else:

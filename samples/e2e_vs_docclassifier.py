@@ -135,7 +135,8 @@ def stage_times(bundle: Path, queries: List[str]) -> Dict[str, float]:
 
 def run_worker(python: str, code: str, job: Dict[str, Any]) -> Dict[str, Any]:
     env = dict(os.environ, E2E_JOB=json.dumps(job), OMP_WAIT_POLICY="PASSIVE")
-    env.pop("PYTHONPATH", None) if python != sys.executable else None
+    if python != sys.executable:  # the peer's own environment, not this checkout's
+        env.pop("PYTHONPATH", None)
     proc = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True,
                           timeout=900)  # fmt: skip
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

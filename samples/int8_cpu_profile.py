@@ -29,6 +29,7 @@ import numpy as np
 from docedge.calibration.benchmark import EngineSpec, run_benchmark
 from docedge.calibration.node_profile import NodeProfile, conv_bound, profile_nodes
 from docedge.export.check_images import document_check_batch
+from docedge.export.verify import cosine_rows
 from docedge.runtime.bundle import load_bundle
 
 log = logging.getLogger("int8_cpu_profile")
@@ -76,7 +77,7 @@ def cosines(models: Dict[str, Path], x: np.ndarray) -> Dict[str, Dict[str, float
     ref = next(iter(outs.values()))
     res = {}
     for k, y in outs.items():
-        c = (y * ref).sum(1) / np.linalg.norm(y, axis=1) / np.linalg.norm(ref, axis=1)
+        c = cosine_rows(y, ref)
         res[k] = {"cos_min": float(c.min()), "cos_mean": float(c.mean())}
     return res
 

@@ -10,15 +10,24 @@ from typing import Any, Dict
 import numpy as np
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (``--top-k 0`` is a usage error, not an IndexError)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--top-k 0`` is a usage error, not an IndexError)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a count where 0 means none)."""
+    return _int_at_least(text, 0)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -64,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
         write_benchmark,
     )
     from docedge.runtime.bundle import load_bundle
+    from docedge.runtime.errors import DocedgeError
 
     if args.compare and (args.precision != "all" or args.openvino or args.tensorrt
                          or args.no_torch):  # fmt: skip
-        print("error: --compare runs fp32 in every backend; it cannot be combined with "
-              "--precision, --openvino, --tensorrt or --no-torch", file=sys.stderr)
-        return 2
+        raise DocedgeError("--compare runs fp32 in every backend; it cannot be combined with "
+                           "--precision, --openvino, --tensorrt or --no-torch")
     bundle = load_bundle(args.bundle)
     precisions = bundle.precisions if args.precision == "all" else args.precision.split(",")
     for prec in precisions:

@@ -6,11 +6,10 @@ Registered by :mod:`.calibrate` (no top-level ``register`` here on purpose).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-from ..output import add_json_flag, human_size, print_json
+from ..output import add_json_flag, human_size, non_negative_int, print_json
 
 #: Same as docedge.calibration.ranges.METHODS (not imported: keeps ``docedge --help`` fast).
 METHODS = ("minmax", "percentile", "entropy", "mse")
@@ -43,7 +42,7 @@ def register_int8(sub: Any) -> None:
     p.add_argument("--quantize-stem", action="store_true",
                    help="also quantize the convolution that reads the image (measured: costs "
                    "accuracy; its int8 input has half the image's levels)")  # fmt: skip
-    p.add_argument("--float-fallback", type=int, default=None, metavar="N",
+    p.add_argument("--float-fallback", type=non_negative_int, default=None, metavar="N",
                    help="keep the N quantized layers float whose fallback raises the embedding "
                    "cosine most, measured one by one on the calibration images (default 4; 0: "
                    "none)")  # fmt: skip
@@ -73,9 +72,6 @@ def run(args: argparse.Namespace) -> int:
     if args.percentile is not None:
         options["percentile"] = args.percentile
     if args.float_fallback is not None:
-        if args.float_fallback < 0:
-            print("error: --float-fallback must be >= 0", file=sys.stderr)
-            return 2
         options["float_fallback"] = args.float_fallback
     res = calibrate_int8(
         args.bundle, args.images, reference=ref, **options, max_images=args.max_images,
