@@ -32,6 +32,7 @@ from docedge.synth.real_pages import (
     CALIB_PACKAGES,
     EVAL_PACKAGES,
     TRAIN_PACKAGES,
+    TRAIN_PAGES_PER_PDF,
     build_page_set,
     check_disjoint,
 )
@@ -109,6 +110,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "large images aliases, and training must see that)")
     p.add_argument("--synthetic-long-side", type=int, default=640)
     p.add_argument("--only", choices=["real_train", "real_eval", "synth_pages"], nargs="*")
+    p.add_argument("--packages", nargs="+", metavar="PKG",
+                   help="(re)build only these training packages of real_train, keeping the "
+                        "others already built (same result as a full build)")
+    p.add_argument("--workers", type=int, default=2, help="PDFs rendered at once")
     p.add_argument("--sources", type=Path,
                    help="only write the list of sources (json) from the built sets and print "
                         "it as a markdown table")
@@ -126,13 +131,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         install()
     only = set(a.only or ["real_train", "real_eval", "synth_pages"])
     if "real_train" in only:
-        build_page_set(TRAIN_PACKAGES, a.out / "real_train", a.train_pages_per_pdf,
-                       a.train_long_side)  # fmt: skip
+        if a.packages and not set(a.packages) <= set(TRAIN_PACKAGES):
+            p.error(f"not training packages: {sorted(set(a.packages) - set(TRAIN_PACKAGES))}")
+        build_page_set(a.packages or TRAIN_PACKAGES, a.out / "real_train", a.train_pages_per_pdf,
+                       a.train_long_side, per_package=TRAIN_PAGES_PER_PDF, workers=a.workers,
+                       keep_other_packages=bool(a.packages))  # fmt: skip
     if "synth_pages" in only:
         synth_pool(a.out / "synth_pages", a.synthetic_pages, a.synthetic_long_side)
     if "real_eval" in only:
         build_page_set((*EVAL_PACKAGES, *CALIB_PACKAGES), a.out / "real_eval",
-                       a.eval_pages_per_pdf, 640, seed=1)  # fmt: skip
+                       a.eval_pages_per_pdf, 640, seed=1, workers=a.workers)  # fmt: skip
     return 0
 
 

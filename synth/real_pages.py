@@ -17,10 +17,12 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -38,7 +40,15 @@ TRAIN_PACKAGES = (
     "texlive-latex-recommended-doc", "texlive-pictures-doc", "texlive-humanities-doc",
     "r-doc-pdf", "python-reportlab-doc", "auto-multiple-choice-doc-pdf", "docbook-xsl-doc-pdf",
     "why3-doc-pdf",
+    # Added for the run-4 demo model: more layouts than LaTeX package manuals (font specimens,
+    # music scores, plots, program manuals, drawings).
+    "texlive-latex-extra-doc", "texlive-fonts-extra-doc", "texlive-metapost-doc",
+    "texlive-pstricks-doc", "texlive-fonts-recommended-doc", "lilypond-doc-pdf", "gnuplot-doc",
+    "octave-doc", "maxima-doc", "asymptote-doc", "xfig-doc",
 )  # fmt: skip
+#: Pages per PDF where a package's default would flood the pool (thousands of PDFs).
+TRAIN_PAGES_PER_PDF = {"texlive-latex-extra-doc": 3, "texlive-fonts-extra-doc": 3,
+                       "texlive-pstricks-doc": 4}  # fmt: skip
 #: Real-page evaluation (test) packages.
 EVAL_PACKAGES = ("texlive-science-doc", "gri-pdf-doc")
 #: Held-out package on which the shipped threshold tables are measured (neither trained on nor
@@ -166,6 +176,25 @@ def choose_pages(n_pages: int, per_pdf: int, rng: np.random.Generator) -> List[T
     return [(1, 1), (start, min(n_pages, start + per_pdf - 2))]
 
 
+def _render_pdf(pdf: Path, pages_per_pdf: int, long_side: int, seed: int,
+                folder: Path, pkg: str) -> List[Dict[str, Any]]:  # fmt: skip
+    """Render one PDF's chosen pages into ``folder``; their manifest entries."""
+    key = hashlib.sha1(str(pdf).encode()).hexdigest()[:8]
+    rng = np.random.default_rng([seed, int(key, 16)])
+    n = page_count(pdf)
+    entries: List[Dict[str, Any]] = []
+    for a, b in choose_pages(n, pages_per_pdf, rng):
+        for k, img in sorted(render_pdf_pages(pdf, a, b, long_side).items()):
+            if is_blank(img):
+                continue
+            stem = re.sub(r"[^A-Za-z0-9]+", "-", pdf.name.split(".pdf")[0])[:40]
+            name = f"{stem}-{key}_p{k:04d}.png"
+            cv2.imwrite(str(folder / name), img)
+            entries.append({"file": f"{pkg}/{name}", "package": pkg, "pdf": str(pdf),
+                            "page": k, "pdf_pages": n})  # fmt: skip
+    return entries
+
+
 def build_page_set(
     packages: Sequence[str],
     out: Union[str, Path],
@@ -173,45 +202,54 @@ def build_page_set(
     long_side: int = 320,
     seed: int = 0,
     max_pdfs: Optional[int] = None,
+    per_package: Optional[Dict[str, int]] = None,
+    workers: int = 1,
+    keep_other_packages: bool = False,
 ) -> Dict[str, Any]:
     """Render pages of every PDF of ``packages`` into ``out/<package>/<pdf stem>_p<page>.png``
     (blank pages skipped) and write ``out/pages_manifest.json``: one entry per page (file,
-    package, pdf, page) and per package (licences, PDFs, pages). Deterministic for a seed and the
-    same installed package versions."""
+    package, pdf, page) and per package (licences, PDFs, pages). ``per_package`` overrides
+    ``pages_per_pdf`` by package; ``workers`` PDFs render at once (poppler processes).
+    Deterministic for a seed and the same installed package versions: each PDF's pages depend
+    only on ``(seed, its path)``, so building packages one call at a time with
+    ``keep_other_packages`` (an existing manifest's other packages are kept) gives the same set
+    as one call with all of them."""
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     pages: List[Dict[str, Any]] = []
     sources: Dict[str, Any] = {}
+    if keep_other_packages and (root / MANIFEST).is_file():
+        old = load_manifest(root)
+        if (old.get("long_side"), old.get("seed")) != (long_side, seed):
+            raise DocedgeError(f"{root}: existing set has long side {old.get('long_side')} and "
+                               f"seed {old.get('seed')}, not {long_side} and {seed}")  # fmt: skip
+        sources = {k: v for k, v in old["sources"].items() if k not in packages}
+        pages = [e for e in old["pages"] if e["package"] not in packages]
     for pkg in packages:
         check_package(pkg)
         pdfs = package_pdfs(pkg)[:max_pdfs]
+        per_pdf = (per_package or {}).get(pkg, pages_per_pdf)
         folder = root / pkg
-        folder.mkdir(exist_ok=True)
-        n_written, n_pdfs = 0, 0
-        for pdf in pdfs:
-            key = hashlib.sha1(str(pdf).encode()).hexdigest()[:8]
-            rng = np.random.default_rng([seed, int(key, 16)])
-            n = page_count(pdf)
-            got = 0
-            for a, b in choose_pages(n, pages_per_pdf, rng):
-                for k, img in sorted(render_pdf_pages(pdf, a, b, long_side).items()):
-                    if is_blank(img):
-                        continue
-                    stem = re.sub(r"[^A-Za-z0-9]+", "-", pdf.name.split(".pdf")[0])[:40]
-                    name = f"{stem}-{key}_p{k:04d}.png"
-                    cv2.imwrite(str(folder / name), img)
-                    pages.append({"file": f"{pkg}/{name}", "package": pkg, "pdf": str(pdf),
-                                  "page": k, "pdf_pages": n})  # fmt: skip
-                    got += 1
-            n_written += got
-            n_pdfs += got > 0
+        if folder.is_dir():  # a rebuild replaces the package's pages, never mixes two builds
+            shutil.rmtree(folder)
+        folder.mkdir()
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            found = list(pool.map(lambda f: _render_pdf(f, per_pdf, long_side, seed, folder, pkg),
+                                  pdfs))  # fmt: skip
+        n_written = sum(len(x) for x in found)
+        n_pdfs = sum(1 for x in found if x)
+        for x in found:
+            pages.extend(x)
         sources[pkg] = {"licences": licences(pkg), "pdfs": n_pdfs, "pages": n_written,
+                        "pages_per_pdf": per_pdf,
                         "copyright": f"/usr/share/doc/{pkg}/copyright"}  # fmt: skip
         logger.info("%s: %d pages from %d PDFs", pkg, n_written, n_pdfs)
     manifest = {"kind": "real-pdf-pages", "renderer": "pdftoppm", "long_side": long_side,
                 "pages_per_pdf": pages_per_pdf, "seed": seed, "sources": sources,
                 "pages": pages}  # fmt: skip
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, root / MANIFEST)
     return manifest
 
 

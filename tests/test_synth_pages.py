@@ -140,6 +140,38 @@ def test_gzipped_pdf_renders(tmp_path):
     assert render_pdf_page(gz, 1, 100).shape[2] == 3
 
 
+@needs_poppler
+def test_a_page_set_built_one_package_at_a_time_equals_one_built_at_once(tmp_path, monkeypatch):
+    from docedge.synth import real_pages
+
+    pdfs = {}
+    for pkg, n in (("a-doc", 3), ("b-doc", 5)):
+        (tmp_path / pkg).mkdir()
+        pdfs[pkg] = [tmp_path / pkg / f"{pkg}{k}.pdf" for k in range(2)]
+        for f in pdfs[pkg]:
+            _tiny_pdf(f, n)
+    monkeypatch.setattr(real_pages, "package_pdfs", lambda pkg: pdfs[pkg])
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*.png")}
+
+    whole = real_pages.build_page_set(["a-doc", "b-doc"], tmp_path / "whole", 3, 120,
+                                      per_package={"b-doc": 2}, workers=2)  # fmt: skip
+    part = tmp_path / "parts"
+    real_pages.build_page_set(["a-doc"], part, 3, 120)
+    real_pages.build_page_set(["b-doc"], part, 3, 120, per_package={"b-doc": 2},
+                              keep_other_packages=True)  # fmt: skip
+    assert files(part) == files(tmp_path / "whole") and files(part)
+    assert real_pages.load_manifest(part)["sources"] == whole["sources"]
+    assert whole["sources"]["b-doc"]["pages_per_pdf"] == 2
+    # a rebuilt package replaces its pages, the other package's are kept
+    real_pages.build_page_set(["a-doc"], part, 2, 120, keep_other_packages=True)
+    assert {e["package"] for e in real_pages.load_manifest(part)["pages"]} == {"a-doc", "b-doc"}
+    assert len(list((part / "a-doc").glob("*.png"))) == 4
+    with pytest.raises(DocedgeError, match="long side"):
+        real_pages.build_page_set(["a-doc"], part, 3, 160, keep_other_packages=True)
+
+
 def test_missing_poppler_is_a_clear_error(monkeypatch, tmp_path):
     from docedge.synth import real_pages
 
