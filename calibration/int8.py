@@ -343,7 +343,8 @@ def calibrate_int8(
     first = next(images.batches(min(batch_size, 4)))
     fallback: Dict[str, Any] = {"count": 0}
     if qo.float_fallback > 0:
-        float_nodes, fallback = _sensitivity_fallback(fp32_path, fp32_model, ranges.amax, images,
+        x = next(images.batches(SENSITIVITY_IMAGES))  # the first images of the set
+        float_nodes, fallback = _sensitivity_fallback(fp32_path, fp32_model, ranges.amax, x,
                                                       float_nodes, qo)  # fmt: skip
 
     # Staged: both files are written under temporary names and gated while the bundle still
@@ -398,14 +399,33 @@ def calibrate_int8(
     return {"onnx": onnx_rec, "cache": cache_rec}
 
 
+def default_float_nodes(fp32_path: Path, batches: Sequence[np.ndarray], quant: Optional[QuantOptions] = None,
+                        ranges_options: Optional[RangeOptions] = None) -> Tuple[List[str], Dict[str, Any]]:  # fmt: skip
+    """The ONNX nodes :func:`calibrate_int8` keeps float on these calibration ``batches`` (float32
+    ``(n, 3, 128, 128)`` arrays): by type and name, the depthwise and input convolutions, and the
+    ``float_fallback`` most sensitive layers ranked on the first :data:`SENSITIVITY_IMAGES`
+    images, with the ranges computed the same way; and the ``float_fallback`` record. For another
+    quantizer of the same network (NNCF's INT8 of a bundle without ``model_int8.onnx``)."""
+    qo, ro = quant or QuantOptions(), ranges_options or RangeOptions()
+    model = onnx.load(str(fp32_path))
+    names = float_node_names(model, qo.exclude_ops, qo.exclude_nodes, qo.keep_depthwise_float,
+                             qo.keep_input_conv_float)  # fmt: skip
+    if qo.float_fallback <= 0 or not batches:
+        return names, {"count": 0}
+    ranges = compute_ranges(model, lambda: iter(batches), ro.method, ro.percentile, progress=False,
+                            total_batches=len(batches))  # fmt: skip
+    x = np.concatenate(list(batches))[:SENSITIVITY_IMAGES]
+    return _sensitivity_fallback(fp32_path, model, ranges.amax, x, names, qo)
+
+
 def _sensitivity_fallback(fp32_path: Path, model: onnx.ModelProto, amax: Dict[str, float],
-                          images: ImageSet, float_nodes: List[str],
+                          x: np.ndarray, float_nodes: List[str],
                           qo: QuantOptions) -> Tuple[List[str], Dict[str, Any]]:  # fmt: skip
     """``float_nodes`` plus the ``qo.float_fallback`` quantized nodes whose float fallback raises
-    the embedding cosine most on the first calibration images, and the record of the ranking."""
+    the embedding cosine most on the images ``x`` (the first calibration images), and the
+    record of the ranking."""
     from .sensitivity import layer_sensitivity, most_sensitive
 
-    x = next(images.batches(SENSITIVITY_IMAGES))  # the first images of the set
     types, kept = set(qo.quantize_ops), set(float_nodes)
     candidates = [n.name for n in model.graph.node if n.op_type in types and n.name not in kept]
     ranked = layer_sensitivity(fp32_path, amax, x, float_nodes, candidates,

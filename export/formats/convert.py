@@ -44,6 +44,9 @@ EDGE_FORMATS = ("openvino",)
 ALL_FORMATS = ("onnx", "fixed", *FORMATS, *EDGE_FORMATS, "vectors")
 
 Embed = Callable[[np.ndarray], np.ndarray]
+#: A decision taken on an artifact's measured gate result (its ``verification`` record): the
+#: record fields it adds (OpenVINO bf16: whether it borrows fp32's threshold table).
+PostGate = Callable[[Dict[str, Any]], Dict[str, Any]]
 
 
 @dataclass
@@ -65,6 +68,8 @@ class Staged:
     commit: bool = True
     #: With ``benchmark``: the artifact's own timing record instead of the batch-1 default.
     measure: Optional[Callable[[], Dict[str, Any]]] = None
+    #: Called with the ``verification`` of a passed gate; the fields it returns join the record.
+    post_gate: Optional[PostGate] = None
 
 
 @dataclass
@@ -521,6 +526,8 @@ def _gate(s: Staged, data: gating.GateData, benchmark: bool) -> None:
     embed, verified_with = s.runner()
     s.verification = gating.gate(data, embed, s.precision, bool(s.fields.get("normalized_output", True)),
                                  verified_with, s.gate_limits)  # fmt: skip
+    if s.post_gate is not None and s.verification.get("passed") is True:
+        s.fields = {**s.fields, **s.post_gate(s.verification)}
     if benchmark and s.measure is not None:
         s.benchmark = s.measure()
     elif benchmark:
