@@ -394,7 +394,9 @@ def test_parity_runs_the_ir_artifacts_with_the_same_checks(ov_bundle, documents)
         assert a["precision"] == prec and len(a["worst_images"]) == 5 and "tpr_at_fpr" in a
         assert {c["check"] for c in a["checks"]} == set(res.tolerances[prec])
         assert a["passed"] == all(c["passed"] is not False for c in a["checks"])
-    assert "borrowed as model_bf16.xml's record states" in arts["bf16/openvino"]["threshold_source"]
+    borrows = load_bundle(ov_bundle[0]).ir_artifact("bf16").record["table_rule"]["borrows"]
+    src = arts["bf16/openvino"]["threshold_source"]
+    assert ("borrowed as model_bf16.xml's record states" in src) is borrows
     assert "int8/openvino" not in {s["name"] for s in res.skipped}
 
 
@@ -409,11 +411,22 @@ def test_classify_and_galleries_on_the_bf16_and_nncf_int8_artifacts(ov_bundle, d
     assert main(["gallery", "build", str(root), str(bf16_g), str(documents), "--precision", "bf16", *ov]) == 0
     assert main(["gallery", "build", str(root), str(fp32_g), str(documents)]) == 0
     capsys.readouterr()
-    for g in (bf16_g, fp32_g):  # fp32 galleries: the bf16 record says they are interchangeable
-        assert main(["classify", str(root), str(g), probe, "--precision", "bf16", *ov, "--json"]) == 0
+    # bf16 borrows fp32's table and galleries only when its record says so (its gate cosine min
+    # reached fp16's inheritance rule); otherwise it is an fp16 ONNX without a table
+    borrows = load_bundle(root).ir_artifact("bf16").record["table_rule"]["borrows"]
+    bf16 = ["--precision", "bf16", *ov, "--json"]
+    for g in (bf16_g, fp32_g) if borrows else ():
+        assert main(["classify", str(root), str(g), probe, *bf16]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["ok"] and out["results"][0]["label"] is not None
         assert "borrowed" in out["operating_point"]["source"]
+    if not borrows:
+        assert main(["classify", str(root), str(bf16_g), probe, *bf16]) == 2
+        assert "no threshold table of its own" in json.loads(capsys.readouterr().out)["message"]
+        assert main(["classify", str(root), str(bf16_g), probe, *bf16, "--threshold", "0.8"]) == 0
+        assert json.loads(capsys.readouterr().out)["operating_point"]["source"] == "explicit"
+        assert main(["classify", str(root), str(fp32_g), probe, *bf16, "--threshold", "0.8"]) == 2
+        capsys.readouterr()
     # NNCF INT8: an fp32 gallery is refused, and without a table of its own so is the threshold
     assert main(["classify", str(root), str(fp32_g), probe, "--precision", "int8", *ov,
                  "--threshold", "0.8"]) == 2  # fmt: skip
