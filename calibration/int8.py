@@ -399,8 +399,9 @@ def calibrate_int8(
     return {"onnx": onnx_rec, "cache": cache_rec}
 
 
-def default_float_nodes(fp32_path: Path, batches: Sequence[np.ndarray], quant: Optional[QuantOptions] = None,
-                        ranges_options: Optional[RangeOptions] = None) -> Tuple[List[str], Dict[str, Any]]:  # fmt: skip
+def default_float_nodes(fp32_path: Path, batches: Sequence[np.ndarray],
+                        quant: Optional[QuantOptions] = None, ranges_options: Optional[RangeOptions] = None,
+                        ) -> Tuple[List[str], Dict[str, Any]]:  # fmt: skip
     """The ONNX nodes :func:`calibrate_int8` keeps float on these calibration ``batches`` (float32
     ``(n, 3, 128, 128)`` arrays): by type and name, the depthwise and input convolutions, and the
     ``float_fallback`` most sensitive layers ranked on the first :data:`SENSITIVITY_IMAGES`

@@ -16,8 +16,8 @@ pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'docedge[
 
 from docedge.calibration.pipeline import FP16_INHERIT_MIN_COSINE
 from docedge.export.bundle_writer import GateError
-from docedge.export.formats.gate import GATES
 from docedge.export.check_images import check_batch
+from docedge.export.formats.gate import GATES
 from docedge.export.verify import agreement
 from docedge.runtime import BundleError, Embedder
 from docedge.runtime.bundle import load_bundle
@@ -199,8 +199,9 @@ def test_nncf_int8_keeps_float_the_stem_and_the_sensitive_layers(ov_bundle):
 
 @needs_bf16
 @pytest.mark.parametrize("cos_min", [0.9990, 0.9996])
-def test_bf16_borrows_fp32s_table_only_when_its_gate_cosine_reaches_the_rule(demo_fp32, tmp_path,
-                                                                            monkeypatch, cos_min):  # fmt: skip
+def test_bf16_borrows_fp32s_table_only_when_its_gate_cosine_reaches_the_rule(
+    demo_fp32, tmp_path, monkeypatch, cos_min
+):
     """A forced gate result (passed, cosine min ``cos_min``): above fp16's inheritance rule the
     record borrows fp32's table and galleries; below it, none of its own and its galleries only."""
     from docedge.export.formats import convert

@@ -4,10 +4,15 @@ openvino``; extras ``[openvino]`` to run them, ``[openvino-export]`` to make the
 - ``model_bf16.xml`` + ``.bin``: the bundle's fp32 ONNX through ``openvino.convert_model`` and
   ``save_model(compress_to_fp16=False)`` (weights stay fp32), recorded with
   ``inference_precision_hint: "bf16"``: OpenVINO computes in bf16 on CPUs that have it. On a
-  CPU without bf16 it is refused (not run, not committed; the report says why).
+  CPU without bf16 it is refused (not run, not committed; the report says why). Gated with
+  fp16's limits (:data:`BF16_GATE`); after the gate, :func:`table_decision` lets it borrow
+  fp32's threshold table and galleries only when its cosine min reaches
+  :data:`BORROW_TABLE_MIN_COSINE` (fp16's inheritance rule).
 - ``model_int8.xml`` + ``.bin``: ``nncf.quantize`` of that fp32 IR on the bundle's calibration
   data, batched (:data:`CALIBRATION_BATCH` images per calibration item: one image per item
-  measured much worse, see docs/openvino.md), with the settings of :data:`NNCF_SETTINGS`.
+  measured much worse, see docs/openvino.md), with the settings of :data:`NNCF_SETTINGS`,
+  keeping float the layers the ONNX INT8 keeps float (:func:`onnx_float_nodes`,
+  ``IgnoredScope(names=...)`` via :func:`ov_op_names`).
 
 Each artifact is gated against the PyTorch reference by :mod:`.gate` through the runtime's own
 :class:`~docedge.runtime.backends.openvino_backend.OpenVINOBackend`, and timed per core
@@ -58,7 +63,8 @@ CALIBRATION_BATCH = 16
 #: asymmetric activations (the HardSwish outputs are not centred on zero); no model_type (a
 #: CNN, not a transformer); the final L2 normalization (ReduceL2 -> Clamp -> Divide) stays
 #: float, as in the ONNX INT8: quantizing its denominator breaks unit norm (measured: norms
-#: 0.998-1.012, which the gate refuses).
+#: 0.998-1.012, which the gate refuses). Ignored by name besides: the ONNX INT8's float layers
+#: (:func:`onnx_float_nodes`), recorded per artifact as ``ignored_names`` / ``kept_float``.
 NNCF_SETTINGS: Dict[str, Any] = {"preset": "MIXED", "target_device": "CPU", "model_type": None,
                                  "fast_bias_correction": True,
                                  "ignored_types": ["ReduceL2", "Clamp", "Divide"]}  # fmt: skip
@@ -343,4 +349,5 @@ def plan(ctx: Context) -> List[Staged]:
     return out
 
 
-__all__ = ["BF16_FILE", "INT8_FILE", "NNCF_SETTINGS", "ConverterUnavailableError", "plan"]
+__all__ = ["BF16_FILE", "BF16_GATE", "BORROW_TABLE_MIN_COSINE", "INT8_FILE", "NNCF_SETTINGS",
+           "ConverterUnavailableError", "onnx_float_nodes", "ov_op_names", "plan", "table_decision"]
