@@ -256,6 +256,9 @@ def table_decision(verification: Dict[str, Any], fp32_sha256: str) -> Dict[str, 
                 "table_rule": rule,
                 # galleries of fp32 embeddings may be searched with bf16 ones (the same rule)
                 INTERCHANGEABLE_KEY: [interchangeable_with_fp32(fp32_sha256, cos_min)]}  # fmt: skip
+    logger.warning("%s: gate cosine min %.6f < %s: no threshold table of its own (fp32's is not "
+                   "borrowed); calibrate one or classify with --threshold", BF16_FILE, cos_min,
+                   BORROW_TABLE_MIN_COSINE)  # fmt: skip
     return {"threshold_table": f"none of its own (gate cosine min {cos_min:.6f} < "
             f"{BORROW_TABLE_MIN_COSINE}, too far from fp32 to borrow its table): calibrate one "
             "(docedge calibrate thresholds BUNDLE --images DIR --precision bf16 --backend "
