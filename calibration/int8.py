@@ -32,7 +32,14 @@ from onnx import numpy_helper
 from docedge.export.check_images import check_batch, document_check_batch
 from docedge.export.gates import GateError, ort_embed, reference_embed
 from docedge.export.manifest import CHECK_IMAGES, onnx_metadata
-from docedge.export.onnx_io import save_onnx, set_metadata
+from docedge.export.onnx_io import (  # noqa: F401  (the float-node helpers are part of this API)
+    DEFAULT_EXCLUDE_OPS,
+    depthwise_convs,
+    float_node_names,
+    input_convs,
+    save_onnx,
+    set_metadata,
+)
 from docedge.export.provenance import producer_versions, utc_now
 from docedge.export.verify import agreement
 from docedge.runtime.bundle import load_bundle
@@ -60,8 +67,6 @@ INT8_FILE = "model_int8.onnx"
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
 DEFAULT_MAX_IMAGES = 1000
-#: Node types never quantized by default: the final L2 normalization.
-DEFAULT_EXCLUDE_OPS: Tuple[str, ...] = ("ReduceL2",)
 #: Node types whose inputs get Q/DQ (the compute-heavy ones TensorRT runs in INT8).
 DEFAULT_QUANTIZE_OPS: Tuple[str, ...] = ("Conv", "MatMul", "Gemm")
 WEIGHT_STORAGES = ("qdq-float", "int8")
@@ -80,40 +85,6 @@ INT8_MIN_COSINE = 0.97
 #: Labelled gate: TPR at this FPR may drop by at most this much against fp32.
 TPR_GATE_FPR = 1e-2
 MAX_TPR_DROP = 0.01
-
-
-def depthwise_convs(model: onnx.ModelProto) -> List[str]:
-    """Names of grouped (depthwise) Conv nodes: kept float by default (measured: their
-    per-tensor activation scales over channels of very different ranges cost most of the INT8
-    error on this network, and they are a small share of its multiply-adds)."""
-    return [n.name for n in model.graph.node if n.op_type == "Conv"
-            and any(a.name == "group" and a.i > 1 for a in n.attribute)]  # fmt: skip
-
-
-def input_convs(model: onnx.ModelProto) -> List[str]:
-    """Names of Conv nodes that read a graph input (the stem: its input is the image).
-
-    Kept float by default: the image's 256 levels in [0, 1] become 128 under a symmetric int8
-    scale, and that input rounding was the largest single INT8 error (measured on the demo model:
-    worst-image cosine 0.968 -> 0.973, mean 0.9935 -> 0.9961 with the stem float); the stem is a
-    small share of the multiply-adds (3 input channels)."""
-    inputs = {i.name for i in model.graph.input}
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and
-            n.input[0] in inputs]  # fmt: skip
-
-
-def float_node_names(model: onnx.ModelProto, exclude_ops: Sequence[str] = DEFAULT_EXCLUDE_OPS,
-                     exclude_nodes: Sequence[str] = (), keep_depthwise_float: bool = True,
-                     keep_input_conv_float: bool = True) -> List[str]:  # fmt: skip
-    """Nodes to leave unquantized: by op type, by name, and (optionally) depthwise convs and the
-    convolution that reads the image."""
-    names = [n.name for n in model.graph.node if n.op_type in set(exclude_ops)]
-    names += [n for n in exclude_nodes if n not in names]
-    if keep_depthwise_float:
-        names += [n for n in depthwise_convs(model) if n not in names]
-    if keep_input_conv_float:
-        names += [n for n in input_convs(model) if n not in names]
-    return names
 
 
 def quantize_qdq(

@@ -23,6 +23,10 @@ from .errors import ThresholdError
 logger = logging.getLogger(__name__)
 
 DEFAULT_FPR = 1e-2
+#: A reduced-precision artifact whose gate cosine min to the reference reaches this may use
+#: fp32's threshold table (and search fp32 galleries): the ONNX fp16 inherits fp32's table by
+#: it (docedge.calibration.pipeline), the OpenVINO bf16 IR borrows it by it (docedge convert).
+BORROW_TABLE_MIN_COSINE = 0.9995
 PUBLISHED_MODEL_CFG = "20240326"
 _DATA = Path(__file__).resolve().parent / "data"
 _RELEASED_NAME = re.compile(

@@ -197,6 +197,26 @@ def test_nncf_int8_keeps_float_the_stem_and_the_sensitive_layers(ov_bundle):
     assert any(ops[n] for n in set(ops) - ignored)  # the rest is quantized
 
 
+def test_without_an_onnx_int8_or_a_ranking_the_nncf_int8_keeps_the_structural_float_nodes(demo_fp32):
+    """``convert_bundle`` called without ``int8_float_nodes`` (export cannot import calibration):
+    the normalization, depthwise and stem convolutions; with it, what it computes."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from docedge.export.formats.openvino import onnx_float_nodes
+    from docedge.export.onnx_io import float_node_names, input_convs
+
+    fp32 = onnx.load(str(demo_fp32 / "model_fp32.onnx"))
+    ctx = SimpleNamespace(root=demo_fp32, manifest=load_bundle(demo_fp32).manifest, int8_float_nodes=None)
+    names, info = onnx_float_nodes(ctx, [])
+    assert names == float_node_names(fp32) and input_convs(fp32)[0] in names
+    assert "no sensitivity ranking" in info["from"] and "float_fallback" not in info
+    ctx.int8_float_nodes = lambda path, items: (["/x/Conv"], {"count": 1, "nodes": ["/x/Conv"]})
+    names, info = onnx_float_nodes(ctx, [])
+    assert names == ["/x/Conv"] and info["float_fallback"] == {"count": 1, "nodes": ["/x/Conv"]}
+
+
 @needs_bf16
 @pytest.mark.parametrize("cos_min", [0.9990, 0.9996])
 def test_bf16_borrows_fp32s_table_only_when_its_gate_cosine_reaches_the_rule(

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
-from docedge.calibration.pipeline import FP16_INHERIT_MIN_COSINE
 from docedge.runtime.bundle import INTERCHANGEABLE_KEY
+from docedge.runtime.thresholds import BORROW_TABLE_MIN_COSINE
 
 from ..manifest import FP32_FILE
 from . import gate as gating
@@ -48,11 +48,10 @@ EXPORT_EXTRA = "openvino-export"
 FORMAT = "openvino"
 BF16_FILE, BF16_WEIGHTS = "model_bf16.xml", "model_bf16.bin"
 INT8_FILE, INT8_WEIGHTS = "model_int8.xml", "model_int8.bin"
-#: A bf16 artifact whose gate cosine min to the reference reaches this borrows fp32's threshold
-#: table and may search fp32 galleries (the rule by which the ONNX fp16 inherits fp32's table:
-#: docedge.calibration.pipeline.FP16_INHERIT_MIN_COSINE). Decided after its gate
-#: (:func:`table_decision`); it is not part of the gate.
-BORROW_TABLE_MIN_COSINE = FP16_INHERIT_MIN_COSINE
+# BORROW_TABLE_MIN_COSINE (docedge.runtime.thresholds): a bf16 artifact whose gate cosine min
+# reaches it borrows fp32's threshold table and may search fp32 galleries, the rule by which
+# the ONNX fp16 inherits fp32's table (docedge.calibration.pipeline.FP16_INHERIT_MIN_COSINE).
+# Decided after its gate (table_decision); it is not part of the gate.
 #: bf16's gate: fp16's limits (a reduced-precision float artifact, gated like the ONNX fp16).
 BF16_GATE: Dict[str, float] = dict(gating.GATES["fp16"])
 #: NNCF INT8 uses the int8 gate (:data:`.gate.GATES`), on the document captures.
@@ -115,21 +114,30 @@ def ov_op_names(model: Any, onnx_nodes: Sequence[str]) -> Tuple[List[str], List[
 
 def onnx_float_nodes(ctx: Context, items: Sequence[np.ndarray]) -> Tuple[List[str], Dict[str, Any]]:
     """The ONNX nodes the NNCF INT8 keeps float: those the bundle's ONNX INT8 kept float (its
-    record's ``quantization.float_nodes``), else those ``docedge calibrate int8`` would keep
-    float on these calibration ``items`` (:func:`docedge.calibration.int8.default_float_nodes`:
-    the normalization, the depthwise and stem convolutions, and the most sensitive layers)."""
+    record's ``quantization.float_nodes``); else those ``ctx.int8_float_nodes`` computes on these
+    calibration ``items`` (``docedge convert`` and ``docedge export`` pass
+    :func:`docedge.calibration.int8.default_float_nodes`: what ``docedge calibrate int8`` keeps
+    float, with the most sensitive layers); else the structural default of
+    :func:`docedge.export.onnx_io.float_node_names` (the normalization, the depthwise and stem
+    convolutions, no sensitivity ranking)."""
     rec = _main_onnx(ctx, "int8")
     kept = ((rec or {}).get("quantization") or {}).get("float_nodes")
     if rec is not None and kept:
         return [str(n) for n in kept], {"from": f"{rec['file']}'s record (quantization.float_nodes)"}
-    from docedge.calibration.int8 import default_float_nodes
+    if ctx.int8_float_nodes is not None:
+        names, fallback = ctx.int8_float_nodes(ctx.root / FP32_FILE, items)
+        info = {"from": "computed as docedge calibrate int8 keeps them float (the bundle has no ONNX "
+                "int8): ReduceL2, depthwise and stem convolutions, and the most sensitive layers "
+                "ranked on the first calibration images",
+                "float_fallback": {k: fallback[k] for k in ("count", "nodes") if k in fallback}}  # fmt: skip
+        return names, info
+    import onnx
 
-    names, fallback = default_float_nodes(ctx.root / FP32_FILE, items)
-    info = {"from": "computed as docedge calibrate int8 keeps them float (the bundle has no ONNX "
-            "int8): ReduceL2, depthwise and stem convolutions, and the most sensitive layers "
-            "ranked on the first calibration images",
-            "float_fallback": {k: fallback[k] for k in ("count", "nodes") if k in fallback}}  # fmt: skip
-    return names, info
+    from ..onnx_io import float_node_names
+
+    names = float_node_names(onnx.load(str(ctx.root / FP32_FILE)))
+    return names, {"from": "float_node_names of the fp32 ONNX (ReduceL2, depthwise and stem "
+                   "convolutions; no sensitivity ranking: no int8_float_nodes was given)"}  # fmt: skip
 
 
 def quantize_int8(fp32_xml: Path, xml: Path, items: Sequence[np.ndarray], calibration: Dict[str, Any],
