@@ -322,6 +322,25 @@ def test_cli_convert_openvino_json(demo_fp32, tmp_path, capsys):
     assert main(["convert", str(root), "--formats", "openvino", "--openvino-precisions", "fp8"]) == 2
 
 
+def test_cli_convert_json_of_the_nncf_int8_is_only_json_on_stdout(demo_fp32, ov_demo_weights, tmp_path):
+    """NNCF logs (one line per ignored op) and draws progress bars on stdout: not in --json's."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "b"
+    shutil.copytree(demo_fp32, root)
+    res = subprocess.run([sys.executable, "-m", "docedge.tools.cli", "convert", str(root), "--formats",
+                          "openvino", "--openvino-precisions", "int8", "--no-benchmark", "--json",
+                          "--checkpoint", str(ov_demo_weights)],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    (rec,) = [a for a in out["artifacts"] if a["file"] == "model_int8.xml"]
+    # docedge convert passes calibrate int8's float nodes (with the sensitivity ranking)
+    assert rec["quantization"]["kept_float"]["float_fallback"]["count"] > 0
+    assert "ignored nodes" in res.stderr
+
+
 def test_one_backend_serves_several_threads(demo_fp32):
     """Each thread gets its own infer request (one shared request is not thread-safe)."""
     from docedge.runtime.backends.openvino_backend import OpenVINOBackend

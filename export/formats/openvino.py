@@ -22,12 +22,14 @@ that ratio). :func:`plan` stages them for :func:`docedge.export.formats.convert.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import platform
+import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -140,6 +142,24 @@ def onnx_float_nodes(ctx: Context, items: Sequence[np.ndarray]) -> Tuple[List[st
                    "convolutions; no sensitivity ranking: no int8_float_nodes was given)"}  # fmt: skip
 
 
+@contextlib.contextmanager
+def _nncf_output_to_stderr() -> Iterator[None]:
+    """NNCF logs to a handler bound to ``sys.stdout`` (one line per ignored op) and draws its
+    progress bars there: moved to stderr while it runs, so ``docedge convert --json`` prints
+    only the JSON on stdout."""
+    outs = (sys.stdout, sys.__stdout__)
+    moved = [(h, h.stream) for h in logging.getLogger("nncf").handlers
+             if isinstance(h, logging.StreamHandler) and h.stream in outs]  # fmt: skip
+    for h, _ in moved:
+        h.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for h, stream in moved:
+            h.setStream(stream)
+
+
 def quantize_int8(fp32_xml: Path, xml: Path, items: Sequence[np.ndarray], calibration: Dict[str, Any],
                   float_nodes: Sequence[str] = (), float_info: Optional[Dict[str, Any]] = None,
                   ) -> Dict[str, Any]:  # fmt: skip
@@ -159,9 +179,11 @@ def quantize_int8(fp32_xml: Path, xml: Path, items: Sequence[np.ndarray], calibr
                        xml.name, ", ".join(unmatched))  # fmt: skip
     try:
         scope = nncf.IgnoredScope(names=ignored, types=list(s["ignored_types"]), validate=False)
-        q = nncf.quantize(model, nncf.Dataset(list(items)), preset=nncf.QuantizationPreset[s["preset"]],
-                          target_device=nncf.TargetDevice[s["target_device"]], subset_size=len(items),
-                          fast_bias_correction=s["fast_bias_correction"], ignored_scope=scope)  # fmt: skip
+        preset, device = nncf.QuantizationPreset[s["preset"]], nncf.TargetDevice[s["target_device"]]
+        with _nncf_output_to_stderr():
+            q = nncf.quantize(model, nncf.Dataset(list(items)), preset=preset, target_device=device,
+                              subset_size=len(items), fast_bias_correction=s["fast_bias_correction"],
+                              ignored_scope=scope)  # fmt: skip
         ov.save_model(q, str(xml), compress_to_fp16=False)
     except Exception as e:  # NNCF and OpenVINO raise their own types
         raise ConversionError(f"{xml.name}: NNCF quantization failed ({e})") from None
