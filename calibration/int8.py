@@ -32,7 +32,14 @@ from onnx import numpy_helper
 from docedge.export.check_images import check_batch, document_check_batch
 from docedge.export.gates import GateError, ort_embed, reference_embed
 from docedge.export.manifest import CHECK_IMAGES, onnx_metadata
-from docedge.export.onnx_io import save_onnx, set_metadata
+from docedge.export.onnx_io import (  # noqa: F401  (the float-node helpers are part of this API)
+    DEFAULT_EXCLUDE_OPS,
+    depthwise_convs,
+    float_node_names,
+    input_convs,
+    save_onnx,
+    set_metadata,
+)
 from docedge.export.provenance import producer_versions, utc_now
 from docedge.export.verify import agreement
 from docedge.runtime.bundle import load_bundle
@@ -60,8 +67,6 @@ INT8_FILE = "model_int8.onnx"
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
 DEFAULT_MAX_IMAGES = 1000
-#: Node types never quantized by default: the final L2 normalization.
-DEFAULT_EXCLUDE_OPS: Tuple[str, ...] = ("ReduceL2",)
 #: Node types whose inputs get Q/DQ (the compute-heavy ones TensorRT runs in INT8).
 DEFAULT_QUANTIZE_OPS: Tuple[str, ...] = ("Conv", "MatMul", "Gemm")
 WEIGHT_STORAGES = ("qdq-float", "int8")
@@ -80,40 +85,6 @@ INT8_MIN_COSINE = 0.97
 #: Labelled gate: TPR at this FPR may drop by at most this much against fp32.
 TPR_GATE_FPR = 1e-2
 MAX_TPR_DROP = 0.01
-
-
-def depthwise_convs(model: onnx.ModelProto) -> List[str]:
-    """Names of grouped (depthwise) Conv nodes: kept float by default (measured: their
-    per-tensor activation scales over channels of very different ranges cost most of the INT8
-    error on this network, and they are a small share of its multiply-adds)."""
-    return [n.name for n in model.graph.node if n.op_type == "Conv"
-            and any(a.name == "group" and a.i > 1 for a in n.attribute)]  # fmt: skip
-
-
-def input_convs(model: onnx.ModelProto) -> List[str]:
-    """Names of Conv nodes that read a graph input (the stem: its input is the image).
-
-    Kept float by default: the image's 256 levels in [0, 1] become 128 under a symmetric int8
-    scale, and that input rounding was the largest single INT8 error (measured on the demo model:
-    worst-image cosine 0.968 -> 0.973, mean 0.9935 -> 0.9961 with the stem float); the stem is a
-    small share of the multiply-adds (3 input channels)."""
-    inputs = {i.name for i in model.graph.input}
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and
-            n.input[0] in inputs]  # fmt: skip
-
-
-def float_node_names(model: onnx.ModelProto, exclude_ops: Sequence[str] = DEFAULT_EXCLUDE_OPS,
-                     exclude_nodes: Sequence[str] = (), keep_depthwise_float: bool = True,
-                     keep_input_conv_float: bool = True) -> List[str]:  # fmt: skip
-    """Nodes to leave unquantized: by op type, by name, and (optionally) depthwise convs and the
-    convolution that reads the image."""
-    names = [n.name for n in model.graph.node if n.op_type in set(exclude_ops)]
-    names += [n for n in exclude_nodes if n not in names]
-    if keep_depthwise_float:
-        names += [n for n in depthwise_convs(model) if n not in names]
-    if keep_input_conv_float:
-        names += [n for n in input_convs(model) if n not in names]
-    return names
 
 
 def quantize_qdq(
@@ -343,7 +314,8 @@ def calibrate_int8(
     first = next(images.batches(min(batch_size, 4)))
     fallback: Dict[str, Any] = {"count": 0}
     if qo.float_fallback > 0:
-        float_nodes, fallback = _sensitivity_fallback(fp32_path, fp32_model, ranges.amax, images,
+        x = next(images.batches(SENSITIVITY_IMAGES))  # the first images of the set
+        float_nodes, fallback = _sensitivity_fallback(fp32_path, fp32_model, ranges.amax, x,
                                                       float_nodes, qo)  # fmt: skip
 
     # Staged: both files are written under temporary names and gated while the bundle still
@@ -398,14 +370,34 @@ def calibrate_int8(
     return {"onnx": onnx_rec, "cache": cache_rec}
 
 
+def default_float_nodes(fp32_path: Path, batches: Sequence[np.ndarray],
+                        quant: Optional[QuantOptions] = None, ranges_options: Optional[RangeOptions] = None,
+                        ) -> Tuple[List[str], Dict[str, Any]]:  # fmt: skip
+    """The ONNX nodes :func:`calibrate_int8` keeps float on these calibration ``batches`` (float32
+    ``(n, 3, 128, 128)`` arrays): by type and name, the depthwise and input convolutions, and the
+    ``float_fallback`` most sensitive layers ranked on the first :data:`SENSITIVITY_IMAGES`
+    images, with the ranges computed the same way; and the ``float_fallback`` record. For another
+    quantizer of the same network (NNCF's INT8 of a bundle without ``model_int8.onnx``)."""
+    qo, ro = quant or QuantOptions(), ranges_options or RangeOptions()
+    model = onnx.load(str(fp32_path))
+    names = float_node_names(model, qo.exclude_ops, qo.exclude_nodes, qo.keep_depthwise_float,
+                             qo.keep_input_conv_float)  # fmt: skip
+    if qo.float_fallback <= 0 or not batches:
+        return names, {"count": 0}
+    ranges = compute_ranges(model, lambda: iter(batches), ro.method, ro.percentile, progress=False,
+                            total_batches=len(batches))  # fmt: skip
+    x = np.concatenate(list(batches))[:SENSITIVITY_IMAGES]
+    return _sensitivity_fallback(fp32_path, model, ranges.amax, x, names, qo)
+
+
 def _sensitivity_fallback(fp32_path: Path, model: onnx.ModelProto, amax: Dict[str, float],
-                          images: ImageSet, float_nodes: List[str],
+                          x: np.ndarray, float_nodes: List[str],
                           qo: QuantOptions) -> Tuple[List[str], Dict[str, Any]]:  # fmt: skip
     """``float_nodes`` plus the ``qo.float_fallback`` quantized nodes whose float fallback raises
-    the embedding cosine most on the first calibration images, and the record of the ranking."""
+    the embedding cosine most on the images ``x`` (the first calibration images), and the
+    record of the ranking."""
     from .sensitivity import layer_sensitivity, most_sensitive
 
-    x = next(images.batches(SENSITIVITY_IMAGES))  # the first images of the set
     types, kept = set(qo.quantize_ops), set(float_nodes)
     candidates = [n.name for n in model.graph.node if n.op_type in types and n.name not in kept]
     ranked = layer_sensitivity(fp32_path, amax, x, float_nodes, candidates,

@@ -81,9 +81,10 @@ DEFAULT_TOLERANCES: Dict[str, Dict[str, float]] = {
     # 0.96) while the mean, the decisions and TPR hold. Every report says that this check is
     # looser than at export (``looser_than_export``); ``--tol int8.cos_min=0.97`` restores it.
     "int8": {"cos_mean": 0.99, "decision_agreement": 0.97, "tpr_drop_at_1e-2": 0.01},
-    # bf16 (the OpenVINO IR, gated with these limits): it borrows fp32's threshold table and
-    # may search fp32 galleries by its cosine min, so parity holds it to that rule
-    "bf16": {"cos_min": 0.9995, "cos_mean": 0.9995, "decision_agreement": 0.98,
+    # bf16 (the OpenVINO IR): its conversion gate, fp16's limits (whether it borrows fp32's
+    # threshold table is decided on its gate cosine min, not here: the table it uses is named in
+    # each report's threshold_source)
+    "bf16": {"cos_min": 0.999, "cos_mean": 0.9995, "decision_agreement": 0.98,
              "tpr_drop_at_1e-2": 0.01},
 }
 #: Precisions a tolerance may name: the ONNX precisions and bf16 (OpenVINO IR only).
@@ -106,7 +107,7 @@ def export_gates() -> Dict[str, Dict[str, float]]:
     return {"fp32": {"cos_min": FP32_MIN_COSINE, "max_abs_diff": FP32_MAX_ABS_DIFF},
             "fp16": {"cos_min": FP16_MIN_COSINE, "cos_mean": FP16_MEAN_COSINE},
             "int8": {"cos_min": INT8_MIN_COSINE, "cos_mean": INT8_MEAN_COSINE},
-            "bf16": {"cos_min": 0.9995, "cos_mean": 0.9995}}  # fmt: skip
+            "bf16": {"cos_min": 0.999, "cos_mean": 0.9995}}  # fmt: skip
 
 
 def looser_than_export(tol: Dict[str, Dict[str, Any]]) -> List[str]:

@@ -22,12 +22,13 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from docedge.runtime.bundle import PRECISIONS, Bundle, load_bundle
 from docedge.runtime.errors import DocedgeError
-from docedge.runtime.thresholds import commit_tables
+from docedge.runtime.thresholds import BORROW_TABLE_MIN_COSINE, commit_tables
 
 logger = logging.getLogger(__name__)
 
-#: fp16 may reuse fp32's threshold table when its worst cosine to fp32's reference is above this.
-FP16_INHERIT_MIN_COSINE = 0.9995
+#: fp16 may reuse fp32's threshold table when its worst cosine to fp32's reference is above this
+#: (the runtime's rule for borrowing fp32's table, which the OpenVINO bf16 IR follows too).
+FP16_INHERIT_MIN_COSINE = BORROW_TABLE_MIN_COSINE
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,10 @@ def make_bundle(
     if extra:
         from docedge.export.formats import convert_bundle
 
-        convert_bundle(out, extra, reference=reference, calib_images=calib_images)
+        from .int8 import default_float_nodes
+
+        convert_bundle(out, extra, reference=reference, calib_images=calib_images,
+                       int8_float_nodes=default_float_nodes)  # fmt: skip
     result.bundle = load_bundle(out)
     return result
 

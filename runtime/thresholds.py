@@ -23,6 +23,10 @@ from .errors import ThresholdError
 logger = logging.getLogger(__name__)
 
 DEFAULT_FPR = 1e-2
+#: A reduced-precision artifact whose gate cosine min to the reference reaches this may use
+#: fp32's threshold table (and search fp32 galleries): the ONNX fp16 inherits fp32's table by
+#: it (docedge.calibration.pipeline), the OpenVINO bf16 IR borrows it by it (docedge convert).
+BORROW_TABLE_MIN_COSINE = 0.9995
 PUBLISHED_MODEL_CFG = "20240326"
 _DATA = Path(__file__).resolve().parent / "data"
 _RELEASED_NAME = re.compile(
@@ -184,8 +188,10 @@ def table_key(artifact: Artifact) -> str:
 
 
 def borrows_fp32_table(artifact: Artifact) -> bool:
-    """True when the artifact's record states that it borrows fp32's table (the bf16 IR: its
-    passed gate required cosine min >= 0.9995 to the reference, fp16's inheritance rule)."""
+    """True when the artifact's record states that it borrows fp32's table and its gate passed
+    (``docedge convert`` writes that for a bf16 IR only when its gate cosine min reached 0.9995
+    to the reference, the rule the ONNX fp16 inherits fp32's table by; below it the record says
+    it has none of its own, and the IR is then treated as an fp16 ONNX without a table)."""
     rec = artifact.record
     return (str(rec.get("threshold_table", "")).startswith("borrows fp32")
             and (rec.get("verification") or {}).get("passed") is True)  # fmt: skip
@@ -218,9 +224,12 @@ def bundle_operating_point(
         op = operating_point(bundle.thresholds("fp32"), fpr, None, where=f"{where}, fp32's table")
         return OperatingPoint(op.threshold, op.fpr, op.tpr,
                               f"table (fp32's, borrowed as {artifact.file}'s record states)")
+    why = (f"its record does not borrow fp32's: {str(artifact.record.get('threshold_table', ''))[:80]}"
+           if artifact.precision in IR_ONLY_PRECISIONS else
+           f"its scores are not the ONNX {artifact.precision}'s, so no other table applies")
     raise ThresholdError(
         f"{where} has no threshold table of its own ({artifact.precision} on {artifact.format}: "
-        f"its scores are not the ONNX {artifact.precision}'s, so no other table applies): give an "
+        f"{why}): give an "
         f"explicit threshold (--threshold T, threshold=T) or measure its table: docedge calibrate "
         f"thresholds {bundle.path} --images DIR --precision {artifact.precision} --backend "
         f"{artifact.format}"

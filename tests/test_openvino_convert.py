@@ -14,8 +14,10 @@ import pytest
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'docedge[openvino]')")
 pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'docedge[openvino-export]')")
 
+from docedge.calibration.pipeline import FP16_INHERIT_MIN_COSINE
 from docedge.export.bundle_writer import GateError
 from docedge.export.check_images import check_batch
+from docedge.export.formats.gate import GATES
 from docedge.export.verify import agreement
 from docedge.runtime import BundleError, Embedder
 from docedge.runtime.bundle import load_bundle
@@ -54,19 +56,29 @@ def test_bf16_and_int8_ir_are_gated_recorded_and_hash_checked(ov_bundle):
         assert set(bench["speedup_vs_onnxruntime"]) == {"batch_1", "batch_32"} and bench["measured_on"]
     assert bf16["precision"] == "bf16" and bf16["inference_precision_hint"] == "bf16"
     assert bf16["weights"].startswith("fp32") and bf16["verification"]["gated_on"] == "all gate images"
-    # bf16 passes only close enough to fp32 to borrow its threshold table, and says so; int8 does not
-    assert bf16["verification"]["gate"]["cos_min"] == 0.9995
-    assert bf16["threshold_table"].startswith("borrows fp32's")
+    # bf16 is gated with fp16's limits; whether it borrows fp32's threshold table (and galleries)
+    # is decided on its measured cosine min by fp16's inheritance rule, and stated; int8 never
+    assert bf16["verification"]["gate"] == GATES["fp16"]
+    rule = bf16["table_rule"]
+    assert rule["cos_min"] == bf16["verification"]["cos_min"]
+    assert rule["borrows"] is (rule["cos_min"] >= FP16_INHERIT_MIN_COSINE)
+    if rule["borrows"]:
+        assert bf16["threshold_table"].startswith("borrows fp32's")
+        # fp32 galleries may be searched with bf16 embeddings (same rule)
+        (inter,) = bf16["embeddings_interchangeable_with"]
+        assert (inter["file"], inter["sha256"]) == ("model_fp32.onnx", recs["model_fp32.onnx"]["sha256"])
+        assert "0.9995" in inter["rule"]
+    else:
+        assert bf16["threshold_table"].startswith("none of its own")
+        assert "embeddings_interchangeable_with" not in bf16
     assert int8["threshold_table"].startswith("none of its own")
-    # fp32 galleries may be searched with bf16 embeddings (same rule), never with NNCF INT8 ones
-    (inter,) = bf16["embeddings_interchangeable_with"]
-    assert (inter["file"], inter["sha256"]) == ("model_fp32.onnx", recs["model_fp32.onnx"]["sha256"])
-    assert "0.9995" in inter["rule"] and "embeddings_interchangeable_with" not in int8
+    assert "embeddings_interchangeable_with" not in int8  # never with NNCF INT8 ones
     assert int8["precision"] == "int8" and int8["inference_precision_hint"] == "f32"
     assert int8["producers"]["nncf"] != "unknown"
     q = int8["quantization"]
     assert q["tool"] == "nncf.quantize" and q["preset"] == "MIXED" and q["images_per_item"] == 16
     assert q["ignored_types"] == ["ReduceL2", "Clamp", "Divide"] and q["fake_quantize_nodes"] > 0
+    assert q["ignored_names"] and q["kept_float"]["unmatched_onnx_nodes"] == []
     assert len(int8["calibration"]["data_sha256"]) == 64 and int8["calibration"]["images"] > 16
     assert int8["verification"]["gated_on"] == "document captures"
     # the ONNX artifacts stay the bundle's precisions; nothing is left over
@@ -143,6 +155,107 @@ def test_a_failed_gate_commits_nothing(demo_fp32, tmp_path, monkeypatch):
         "manifest.json", "model_fp32.onnx"]  # fmt: skip
 
 
+def _weighted_ops(xml):
+    """``{friendly name: True when an input comes from a FakeQuantize}`` for the convolutions
+    and MatMuls of an IR."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    return {op.get_friendly_name(): any(op.input_value(i).get_node().get_type_name() == "FakeQuantize"
+                                        for i in range(op.get_input_size()))
+            for op in model.get_ordered_ops()
+            if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")}  # fmt: skip
+
+
+@needs_bf16
+def test_nncf_int8_keeps_float_the_stem_and_the_sensitive_layers(ov_bundle):
+    """Without an ONNX INT8 in the bundle: the nodes ``docedge calibrate int8`` would keep float
+    (the stem, the depthwise convolutions, the most sensitive layers), as OpenVINO op names in
+    the IgnoredScope and the record; the IR has no FakeQuantize on their inputs."""
+    import onnx
+
+    from docedge.calibration.int8 import DEFAULT_FLOAT_FALLBACK, depthwise_convs, input_convs
+    from docedge.export.formats.openvino import ov_op_names
+
+    root = ov_bundle[0]
+    q = load_bundle(root).ir_artifact("int8").record["quantization"]
+    kept = q["kept_float"]
+    fp32 = onnx.load(str(root / "model_fp32.onnx"))
+    assert "computed as docedge calibrate int8" in kept["from"]
+    assert set(input_convs(fp32)) | set(depthwise_convs(fp32)) <= set(kept["onnx_nodes"])
+    assert kept["float_fallback"]["count"] == DEFAULT_FLOAT_FALLBACK
+    assert set(kept["float_fallback"]["nodes"]) <= set(kept["onnx_nodes"])
+    import openvino as ov
+
+    names, unmatched = ov_op_names(ov.Core().read_model(str(root / "model_bf16.xml")), kept["onnx_nodes"])
+    assert q["ignored_names"] == names and unmatched == []
+    ops = _weighted_ops(root / "model_int8.xml")
+    ignored = {n for n in ops if n in set(q["ignored_names"])}
+    stem = [n for n in ops if n.startswith(input_convs(fp32)[0] + "/")]
+    assert stem and set(stem) <= ignored
+    assert ignored and not any(ops[n] for n in ignored)  # float: no FakeQuantize feeds them
+    assert any(ops[n] for n in set(ops) - ignored)  # the rest is quantized
+
+
+def test_without_an_onnx_int8_or_a_ranking_the_nncf_int8_keeps_the_structural_float_nodes(demo_fp32):
+    """``convert_bundle`` called without ``int8_float_nodes`` (export cannot import calibration):
+    the normalization, depthwise and stem convolutions; with it, what it computes."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from docedge.export.formats.openvino import onnx_float_nodes
+    from docedge.export.onnx_io import float_node_names, input_convs
+
+    fp32 = onnx.load(str(demo_fp32 / "model_fp32.onnx"))
+    ctx = SimpleNamespace(root=demo_fp32, manifest=load_bundle(demo_fp32).manifest, int8_float_nodes=None)
+    names, info = onnx_float_nodes(ctx, [])
+    assert names == float_node_names(fp32) and input_convs(fp32)[0] in names
+    assert "no sensitivity ranking" in info["from"] and "float_fallback" not in info
+    ctx.int8_float_nodes = lambda path, items: (["/x/Conv"], {"count": 1, "nodes": ["/x/Conv"]})
+    names, info = onnx_float_nodes(ctx, [])
+    assert names == ["/x/Conv"] and info["float_fallback"] == {"count": 1, "nodes": ["/x/Conv"]}
+
+
+@needs_bf16
+@pytest.mark.parametrize("cos_min", [0.9990, 0.9996])
+def test_bf16_borrows_fp32s_table_only_when_its_gate_cosine_reaches_the_rule(
+    demo_fp32, tmp_path, monkeypatch, cos_min
+):
+    """A forced gate result (passed, cosine min ``cos_min``): above fp16's inheritance rule the
+    record borrows fp32's table and galleries; below it, none of its own and its galleries only."""
+    from docedge.export.formats import convert
+    from docedge.export.formats import gate as gating
+    from docedge.runtime.errors import ThresholdError
+    from docedge.runtime.thresholds import bundle_operating_point
+
+    real = gating.gate
+
+    def forced(data, embed, precision, *a, **k):
+        rec = real(data, embed, precision, *a, **k)
+        return {**rec, "cos_min": cos_min, "passed": True} if precision == "bf16" else rec
+
+    monkeypatch.setattr(gating, "gate", forced)
+    root = tmp_path / "b"
+    shutil.copytree(demo_fp32, root)
+    convert.convert_bundle(root, ["openvino"], benchmark=False,
+                           options={"vectors": False, "openvino_precisions": ["bf16"]})  # fmt: skip
+    b = load_bundle(root)
+    rec = b.ir_artifact("bf16").record
+    if cos_min >= FP16_INHERIT_MIN_COSINE:
+        assert rec["threshold_table"].startswith("borrows fp32's")
+        assert [e["file"] for e in rec["embeddings_interchangeable_with"]] == ["model_fp32.onnx"]
+        if b.thresholds("fp32"):
+            assert "borrowed" in bundle_operating_point(b, "bf16").source
+    else:
+        assert rec["threshold_table"].startswith("none of its own")
+        assert "embeddings_interchangeable_with" not in rec
+        with pytest.raises(ThresholdError, match="no threshold table of its own"):
+            bundle_operating_point(b, "bf16")
+    assert len(b.gallery_fingerprints(b.ir_artifact("bf16"))) == (2 if cos_min >= 0.9995 else 1)
+    assert rec["verification"]["gate"] == GATES["fp16"] and rec["table_rule"]["cos_min"] == cos_min
+
+
 def test_bf16_is_refused_not_committed_on_a_cpu_without_it(demo_fp32, tmp_path, monkeypatch):
     from docedge.export.formats import convert
     from docedge.export.formats import openvino as ovf
@@ -171,12 +284,21 @@ def test_int8_calibrates_on_the_bundles_own_int8_images(demo_fp32, tmp_path):
     calib = tmp_path / "cal"
     write_documents(calib, types=12, per_type=3, first_type_id=5000, progress=False)
     calibrate_int8(root, calib, progress=False, enforce_gate=False)
-    onnx_cal = load_bundle(root).artifact("int8").record["calibration"]
+    onnx_int8 = load_bundle(root).artifact("int8").record
+    onnx_cal = onnx_int8["calibration"]
     report = convert.convert_bundle(root, ["openvino"], benchmark=False,
                                     options={"vectors": False, "openvino_precisions": ["int8"]})  # fmt: skip
-    cal = next(r for r in report.records if r["file"] == "model_int8.xml")["calibration"]
+    nncf_rec = next(r for r in report.records if r["file"] == "model_int8.xml")
+    cal = nncf_rec["calibration"]
     assert cal["data_sha256"] == onnx_cal["data_sha256"] and "model_int8.onnx" in cal["origin"]
     assert cal["images"] == onnx_cal["images"] == 36
+    # the layers the ONNX INT8 kept float stay float in the NNCF INT8 too
+    kept = nncf_rec["quantization"]["kept_float"]
+    assert kept["onnx_nodes"] == onnx_int8["quantization"]["float_nodes"]
+    assert "model_int8.onnx's record" in kept["from"] and kept["unmatched_onnx_nodes"] == []
+    ops = _weighted_ops(root / "model_int8.xml")
+    ignored = [n for n in nncf_rec["quantization"]["ignored_names"] if n in ops]
+    assert ignored and not any(ops[n] for n in ignored)
     # changed since: the default set is used, and said so
     next(iter(sorted(calib.rglob("*.jpg")))).write_bytes(b"changed")
     report = convert.convert_bundle(root, ["openvino"], benchmark=False,
@@ -198,6 +320,25 @@ def test_cli_convert_openvino_json(demo_fp32, tmp_path, capsys):
     assert {a["file"] for a in out["artifacts"]} == {"model_bf16.xml", "test_vectors.zip"}
     # a usage error: exit 2 (tests/test_cli_usage_errors.py)
     assert main(["convert", str(root), "--formats", "openvino", "--openvino-precisions", "fp8"]) == 2
+
+
+def test_cli_convert_json_of_the_nncf_int8_is_only_json_on_stdout(demo_fp32, ov_demo_weights, tmp_path):
+    """NNCF logs (one line per ignored op) and draws progress bars on stdout: not in --json's."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "b"
+    shutil.copytree(demo_fp32, root)
+    res = subprocess.run([sys.executable, "-m", "docedge.tools.cli", "convert", str(root), "--formats",
+                          "openvino", "--openvino-precisions", "int8", "--no-benchmark", "--json",
+                          "--checkpoint", str(ov_demo_weights)],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    (rec,) = [a for a in out["artifacts"] if a["file"] == "model_int8.xml"]
+    # docedge convert passes calibrate int8's float nodes (with the sensitivity ranking)
+    assert rec["quantization"]["kept_float"]["float_fallback"]["count"] > 0
+    assert "ignored nodes" in res.stderr
 
 
 def test_one_backend_serves_several_threads(demo_fp32):

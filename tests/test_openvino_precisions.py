@@ -285,6 +285,75 @@ def test_bf16_tolerances_are_its_conversion_gate():
     assert load_tolerances(overrides={"bf16": {"cos_min": 0.999}})["bf16"]["cos_min"] == 0.999
 
 
+def test_bf16_is_gated_like_fp16_and_borrows_fp32s_table_only_by_fp16s_inheritance_rule():
+    """The gate and the table rule are two things: bf16 passes on fp16's limits; after the
+    gate its measured cosine min decides whether it borrows fp32's table and galleries."""
+    from docedge.calibration.pipeline import FP16_INHERIT_MIN_COSINE
+    from docedge.export.formats import openvino as ovf
+    from docedge.export.formats.gate import GATES
+    from docedge.runtime.bundle import INTERCHANGEABLE_KEY
+
+    assert ovf.BF16_GATE == GATES["fp16"] and ovf.BORROW_TABLE_MIN_COSINE == FP16_INHERIT_MIN_COSINE
+    sha = "ab" * 32
+    near = ovf.table_decision({"cos_min": 0.9996, "passed": True}, sha)
+    assert near["threshold_table"].startswith("borrows fp32's") and near["table_rule"]["borrows"] is True
+    (entry,) = near[INTERCHANGEABLE_KEY]
+    assert (entry["file"], entry["sha256"]) == ("model_fp32.onnx", sha) and "0.9995" in entry["rule"]
+    far = ovf.table_decision({"cos_min": 0.9990, "passed": True}, sha)  # passes fp16's 0.999
+    assert INTERCHANGEABLE_KEY not in far and far["table_rule"]["borrows"] is False
+    assert far["threshold_table"].startswith("none of its own")
+    assert "--precision bf16 --backend openvino" in far["threshold_table"]
+    assert "--threshold" in far["threshold_table"]
+
+
+def test_a_bf16_ir_without_a_table_of_its_own_never_uses_fp32s(bundle_copy, tmp_path, fake_engine):
+    """As an fp16 ONNX without a table: no threshold unless given, and no fp32 gallery."""
+    from docedge.export.formats.openvino import table_decision
+    from docedge.runtime.classifier import Classifier
+
+    add_fake_ir(bundle_copy, interchangeable=False, tables={"fp32": table(0.7)})
+    m = read_manifest(bundle_copy)
+    rec = next(a for a in m["artifacts"] if a["file"] == "model_bf16.xml")
+    rec.update(table_decision({"cos_min": 0.9990}, "0" * 64))  # as docedge convert records it
+    write_manifest(bundle_copy, m)
+    b = load_bundle(bundle_copy)
+    with pytest.raises(ThresholdError, match=r"model_bf16\.xml.*no threshold table of its own.*"
+                       r"does not borrow fp32's.*--precision bf16 --backend openvino"):
+        bundle_operating_point(b, "bf16")
+    assert bundle_operating_point(b, "bf16", threshold=0.8).source == "explicit"
+    g = tmp_path / "fp32.dgal"
+    Gallery.create(g, b.fingerprint("fp32"))
+    with pytest.raises(FingerprintMismatchError):
+        Classifier(bundle_copy, g, precision="bf16", backend="openvino", threshold=0.8)
+
+
+class _Op:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_friendly_name(self) -> str:
+        return self.name
+
+
+class _Model:
+    def __init__(self, *names: str) -> None:
+        self.ops = [_Op(n) for n in names]
+
+    def get_ordered_ops(self):
+        return self.ops
+
+
+def test_onnx_float_nodes_map_to_the_openvino_ops_made_of_them():
+    """OpenVINO's ONNX frontend names a biased Conv's ops ``<node>/WithoutBiases`` + ``<node>``."""
+    from docedge.export.formats.openvino import ov_op_names
+
+    model = _Model("img", "/stem/Conv/WithoutBiases", "/stem/Conv", "/stem2/Conv/WithoutBiases",
+                   "/stem2/Conv", "/head/MatMul", "/ReduceL2")  # fmt: skip
+    names, unmatched = ov_op_names(model, ["/stem/Conv", "/head/MatMul", "/gone/Conv"])
+    assert names == ["/stem/Conv/WithoutBiases", "/stem/Conv", "/head/MatMul"]
+    assert unmatched == ["/gone/Conv"]
+
+
 # --- with OpenVINO: the converted demo model -----------------------------------------------------
 def _has_openvino_bf16() -> bool:
     try:
@@ -325,7 +394,9 @@ def test_parity_runs_the_ir_artifacts_with_the_same_checks(ov_bundle, documents)
         assert a["precision"] == prec and len(a["worst_images"]) == 5 and "tpr_at_fpr" in a
         assert {c["check"] for c in a["checks"]} == set(res.tolerances[prec])
         assert a["passed"] == all(c["passed"] is not False for c in a["checks"])
-    assert "borrowed as model_bf16.xml's record states" in arts["bf16/openvino"]["threshold_source"]
+    borrows = load_bundle(ov_bundle[0]).ir_artifact("bf16").record["table_rule"]["borrows"]
+    src = arts["bf16/openvino"]["threshold_source"]
+    assert ("borrowed as model_bf16.xml's record states" in src) is borrows
     assert "int8/openvino" not in {s["name"] for s in res.skipped}
 
 
@@ -340,11 +411,22 @@ def test_classify_and_galleries_on_the_bf16_and_nncf_int8_artifacts(ov_bundle, d
     assert main(["gallery", "build", str(root), str(bf16_g), str(documents), "--precision", "bf16", *ov]) == 0
     assert main(["gallery", "build", str(root), str(fp32_g), str(documents)]) == 0
     capsys.readouterr()
-    for g in (bf16_g, fp32_g):  # fp32 galleries: the bf16 record says they are interchangeable
-        assert main(["classify", str(root), str(g), probe, "--precision", "bf16", *ov, "--json"]) == 0
+    # bf16 borrows fp32's table and galleries only when its record says so (its gate cosine min
+    # reached fp16's inheritance rule); otherwise it is an fp16 ONNX without a table
+    borrows = load_bundle(root).ir_artifact("bf16").record["table_rule"]["borrows"]
+    bf16 = ["--precision", "bf16", *ov, "--json"]
+    for g in (bf16_g, fp32_g) if borrows else ():
+        assert main(["classify", str(root), str(g), probe, *bf16]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["ok"] and out["results"][0]["label"] is not None
         assert "borrowed" in out["operating_point"]["source"]
+    if not borrows:
+        assert main(["classify", str(root), str(bf16_g), probe, *bf16]) == 2
+        assert "no threshold table of its own" in json.loads(capsys.readouterr().out)["message"]
+        assert main(["classify", str(root), str(bf16_g), probe, *bf16, "--threshold", "0.8"]) == 0
+        assert json.loads(capsys.readouterr().out)["operating_point"]["source"] == "explicit"
+        assert main(["classify", str(root), str(fp32_g), probe, *bf16, "--threshold", "0.8"]) == 2
+        capsys.readouterr()
     # NNCF INT8: an fp32 gallery is refused, and without a table of its own so is the threshold
     assert main(["classify", str(root), str(fp32_g), probe, "--precision", "int8", *ov,
                  "--threshold", "0.8"]) == 2  # fmt: skip

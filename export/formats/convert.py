@@ -44,6 +44,12 @@ EDGE_FORMATS = ("openvino",)
 ALL_FORMATS = ("onnx", "fixed", *FORMATS, *EDGE_FORMATS, "vectors")
 
 Embed = Callable[[np.ndarray], np.ndarray]
+#: A decision taken on an artifact's measured gate result (its ``verification`` record): the
+#: record fields it adds (OpenVINO bf16: whether it borrows fp32's threshold table).
+PostGate = Callable[[Dict[str, Any]], Dict[str, Any]]
+#: ``(fp32 ONNX path, calibration batches) -> (ONNX node names an INT8 keeps float, record)``:
+#: :func:`docedge.calibration.int8.default_float_nodes` (the calibration stage passes it in).
+FloatNodes = Callable[[Path, Sequence[np.ndarray]], Tuple[List[str], Dict[str, Any]]]
 
 
 @dataclass
@@ -65,6 +71,8 @@ class Staged:
     commit: bool = True
     #: With ``benchmark``: the artifact's own timing record instead of the batch-1 default.
     measure: Optional[Callable[[], Dict[str, Any]]] = None
+    #: Called with the ``verification`` of a passed gate; the fields it returns join the record.
+    post_gate: Optional[PostGate] = None
 
 
 @dataclass
@@ -88,6 +96,7 @@ class Context:
     data: gating.GateData
     calib_images: Optional[Path]
     options: Dict[str, Any]
+    int8_float_nodes: Optional[FloatNodes] = None
 
 
 def parse_formats(text: Union[str, Sequence[str]]) -> List[str]:
@@ -428,6 +437,7 @@ def convert_bundle(
     calib_images: Optional[Union[str, Path]] = None,
     options: Optional[Dict[str, Any]] = None,
     benchmark: bool = True,
+    int8_float_nodes: Optional[FloatNodes] = None,
 ) -> ConvertReport:
     """Convert the bundle's model to ``formats`` (``ort``, ``tflite``, ``coreml``, ``ncnn``,
     ``openvino``; fixed-shape ONNX variants come with ``ort``; test vectors are always
@@ -439,6 +449,8 @@ def convert_bundle(
     level)}), ``tflite_variants`` (subset of fp32, fp16, int8-dynamic, int8-static),
     ``tflite_float_head`` (False), ``calib_max_images`` (200), ``vectors`` (True),
     ``openvino_precisions`` (subset of bf16, int8).
+    ``int8_float_nodes``: which layers the NNCF INT8 keeps float when the bundle has no ONNX
+    INT8 to read them from (:data:`FloatNodes`; default: the structural ones, no sensitivity).
     Raises :class:`GateError` (nothing committed) when any artifact fails its gate.
     """
     root = Path(bundle_dir)
@@ -458,7 +470,8 @@ def convert_bundle(
         table = (manifest.get("thresholds") or {}).get("fp32")
         data = gating.gate_data(ref_embed, against, table)
         work = Path(tmp)
-        ctx = Context(root, work, manifest, ref, data, Path(calib_images) if calib_images else None, opts)
+        ctx = Context(root, work, manifest, ref, data, Path(calib_images) if calib_images else None, opts,
+                      int8_float_nodes)  # fmt: skip
         staged: List[Staged] = []
         fixed: List[Staged] = []
         if "ort" in fmts or "fixed" in fmts:
@@ -521,6 +534,8 @@ def _gate(s: Staged, data: gating.GateData, benchmark: bool) -> None:
     embed, verified_with = s.runner()
     s.verification = gating.gate(data, embed, s.precision, bool(s.fields.get("normalized_output", True)),
                                  verified_with, s.gate_limits)  # fmt: skip
+    if s.post_gate is not None and s.verification.get("passed") is True:
+        s.fields = {**s.fields, **s.post_gate(s.verification)}
     if benchmark and s.measure is not None:
         s.benchmark = s.measure()
     elif benchmark:

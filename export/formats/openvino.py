@@ -4,10 +4,15 @@ openvino``; extras ``[openvino]`` to run them, ``[openvino-export]`` to make the
 - ``model_bf16.xml`` + ``.bin``: the bundle's fp32 ONNX through ``openvino.convert_model`` and
   ``save_model(compress_to_fp16=False)`` (weights stay fp32), recorded with
   ``inference_precision_hint: "bf16"``: OpenVINO computes in bf16 on CPUs that have it. On a
-  CPU without bf16 it is refused (not run, not committed; the report says why).
+  CPU without bf16 it is refused (not run, not committed; the report says why). Gated with
+  fp16's limits (:data:`BF16_GATE`); after the gate, :func:`table_decision` lets it borrow
+  fp32's threshold table and galleries only when its cosine min reaches
+  :data:`BORROW_TABLE_MIN_COSINE` (fp16's inheritance rule).
 - ``model_int8.xml`` + ``.bin``: ``nncf.quantize`` of that fp32 IR on the bundle's calibration
   data, batched (:data:`CALIBRATION_BATCH` images per calibration item: one image per item
-  measured much worse, see docs/openvino.md), with the settings of :data:`NNCF_SETTINGS`.
+  measured much worse, see docs/openvino.md), with the settings of :data:`NNCF_SETTINGS`,
+  keeping float the layers the ONNX INT8 keeps float (:func:`onnx_float_nodes`,
+  ``IgnoredScope(names=...)`` via :func:`ov_op_names`).
 
 Each artifact is gated against the PyTorch reference by :mod:`.gate` through the runtime's own
 :class:`~docedge.runtime.backends.openvino_backend.OpenVINOBackend`, and timed per core
@@ -17,23 +22,26 @@ that ratio). :func:`plan` stages them for :func:`docedge.export.formats.convert.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import platform
+import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from docedge.runtime.bundle import INTERCHANGEABLE_KEY
+from docedge.runtime.thresholds import BORROW_TABLE_MIN_COSINE
 
 from ..manifest import FP32_FILE
 from . import gate as gating
 from ._common import ConversionError, ConverterUnavailableError, require, versions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .convert import Context, Staged
+    from .convert import Context, PostGate, Staged
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +50,12 @@ EXPORT_EXTRA = "openvino-export"
 FORMAT = "openvino"
 BF16_FILE, BF16_WEIGHTS = "model_bf16.xml", "model_bf16.bin"
 INT8_FILE, INT8_WEIGHTS = "model_int8.xml", "model_int8.bin"
-#: A precision whose cosine min to the reference reaches this may borrow fp32's threshold table
-#: (the rule fp16 inherits it by: docedge.calibration.pipeline.FP16_INHERIT_MIN_COSINE).
-BORROW_TABLE_MIN_COSINE = 0.9995
-#: bf16's gate: fp16's limits with the cosine min raised to :data:`BORROW_TABLE_MIN_COSINE`, so
-#: a bf16 artifact that passes borrows fp32's table (stated in its record).
-BF16_GATE: Dict[str, float] = {**gating.GATES["fp16"], "cos_min": BORROW_TABLE_MIN_COSINE}
+# BORROW_TABLE_MIN_COSINE (docedge.runtime.thresholds): a bf16 artifact whose gate cosine min
+# reaches it borrows fp32's threshold table and may search fp32 galleries, the rule by which
+# the ONNX fp16 inherits fp32's table (docedge.calibration.pipeline.FP16_INHERIT_MIN_COSINE).
+# Decided after its gate (table_decision); it is not part of the gate.
+#: bf16's gate: fp16's limits (a reduced-precision float artifact, gated like the ONNX fp16).
+BF16_GATE: Dict[str, float] = dict(gating.GATES["fp16"])
 #: NNCF INT8 uses the int8 gate (:data:`.gate.GATES`), on the document captures.
 INT8_GATE: Dict[str, float] = dict(gating.GATES["int8"])
 #: Images per calibration item handed to NNCF.
@@ -56,7 +64,8 @@ CALIBRATION_BATCH = 16
 #: asymmetric activations (the HardSwish outputs are not centred on zero); no model_type (a
 #: CNN, not a transformer); the final L2 normalization (ReduceL2 -> Clamp -> Divide) stays
 #: float, as in the ONNX INT8: quantizing its denominator breaks unit norm (measured: norms
-#: 0.998-1.012, which the gate refuses).
+#: 0.998-1.012, which the gate refuses). Ignored by name besides: the ONNX INT8's float layers
+#: (:func:`onnx_float_nodes`), recorded per artifact as ``ignored_names`` / ``kept_float``.
 NNCF_SETTINGS: Dict[str, Any] = {"preset": "MIXED", "target_device": "CPU", "model_type": None,
                                  "fast_bias_correction": True,
                                  "ignored_types": ["ReduceL2", "Clamp", "Divide"]}  # fmt: skip
@@ -89,31 +98,103 @@ def convert_ir(onnx_path: Path, xml: Path) -> Dict[str, Any]:
             "normalized_output": True, "producers": versions("openvino")}  # fmt: skip
 
 
-def quantize_int8(fp32_xml: Path, xml: Path, items: Sequence[np.ndarray], calibration: Dict[str, Any]
+def ov_op_names(model: Any, onnx_nodes: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """The OpenVINO ops ``ov.convert_model`` made of the ONNX nodes ``onnx_nodes``, and the nodes
+    it made none of. The ONNX frontend names an op after its node: a Conv with bias becomes
+    ``Convolution`` ``<node>/WithoutBiases`` + ``Add`` ``<node>``, a MatMul keeps ``<node>``; so
+    an op belongs to node ``n`` when its friendly name is ``n`` or starts with ``n/``."""
+    ops = [str(op.get_friendly_name()) for op in model.get_ordered_ops()]
+    names: List[str] = []
+    unmatched: List[str] = []
+    for n in onnx_nodes:
+        mine = [o for o in ops if o == n or o.startswith(n + "/")]
+        names += [o for o in mine if o not in names]
+        if not mine:
+            unmatched.append(n)
+    return names, unmatched
+
+
+def onnx_float_nodes(ctx: Context, items: Sequence[np.ndarray]) -> Tuple[List[str], Dict[str, Any]]:
+    """The ONNX nodes the NNCF INT8 keeps float: those the bundle's ONNX INT8 kept float (its
+    record's ``quantization.float_nodes``); else those ``ctx.int8_float_nodes`` computes on these
+    calibration ``items`` (``docedge convert`` and ``docedge export`` pass
+    :func:`docedge.calibration.int8.default_float_nodes`: what ``docedge calibrate int8`` keeps
+    float, with the most sensitive layers); else the structural default of
+    :func:`docedge.export.onnx_io.float_node_names` (the normalization, the depthwise and stem
+    convolutions, no sensitivity ranking)."""
+    rec = _main_onnx(ctx, "int8")
+    kept = ((rec or {}).get("quantization") or {}).get("float_nodes")
+    if rec is not None and kept:
+        return [str(n) for n in kept], {"from": f"{rec['file']}'s record (quantization.float_nodes)"}
+    if ctx.int8_float_nodes is not None:
+        names, fallback = ctx.int8_float_nodes(ctx.root / FP32_FILE, items)
+        info = {"from": "computed as docedge calibrate int8 keeps them float (the bundle has no ONNX "
+                "int8): ReduceL2, depthwise and stem convolutions, and the most sensitive layers "
+                "ranked on the first calibration images",
+                "float_fallback": {k: fallback[k] for k in ("count", "nodes") if k in fallback}}  # fmt: skip
+        return names, info
+    import onnx
+
+    from ..onnx_io import float_node_names
+
+    names = float_node_names(onnx.load(str(ctx.root / FP32_FILE)))
+    return names, {"from": "float_node_names of the fp32 ONNX (ReduceL2, depthwise and stem "
+                   "convolutions; no sensitivity ranking: no int8_float_nodes was given)"}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _nncf_output_to_stderr() -> Iterator[None]:
+    """NNCF logs to a handler bound to ``sys.stdout`` (one line per ignored op) and draws its
+    progress bars there: moved to stderr while it runs, so ``docedge convert --json`` prints
+    only the JSON on stdout."""
+    outs = (sys.stdout, sys.__stdout__)
+    moved = [(h, h.stream) for h in logging.getLogger("nncf").handlers
+             if isinstance(h, logging.StreamHandler) and h.stream in outs]  # fmt: skip
+    for h, _ in moved:
+        h.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for h, stream in moved:
+            h.setStream(stream)
+
+
+def quantize_int8(fp32_xml: Path, xml: Path, items: Sequence[np.ndarray], calibration: Dict[str, Any],
+                  float_nodes: Sequence[str] = (), float_info: Optional[Dict[str, Any]] = None,
                   ) -> Dict[str, Any]:  # fmt: skip
     """NNCF post-training INT8 of ``fp32_xml`` on ``items`` (float32 ``(<=16, 3, 128, 128)``
-    batches) with :data:`NNCF_SETTINGS`; writes ``xml`` + ``.bin``."""
+    batches) with :data:`NNCF_SETTINGS`, keeping float the ops made of the ONNX nodes
+    ``float_nodes`` (:func:`onnx_float_nodes`; ``nncf.IgnoredScope(names=...)``, recorded as
+    ``ignored_names``); writes ``xml`` + ``.bin``."""
     ov = _ov()
     nncf = require("nncf", EXPORT_EXTRA, "NNCF INT8 quantization")
     if not items:
         raise ConversionError(f"{xml.name}: no calibration images")
     s = NNCF_SETTINGS
     model = ov.Core().read_model(str(fp32_xml))
+    ignored, unmatched = ov_op_names(model, float_nodes)
+    if unmatched:
+        logger.warning("%s: no OpenVINO op for the float ONNX node(s) %s: they are quantized",
+                       xml.name, ", ".join(unmatched))  # fmt: skip
     try:
-        q = nncf.quantize(model, nncf.Dataset(list(items)), preset=nncf.QuantizationPreset[s["preset"]],
-                          target_device=nncf.TargetDevice[s["target_device"]], subset_size=len(items),
-                          fast_bias_correction=s["fast_bias_correction"],
-                          ignored_scope=nncf.IgnoredScope(types=list(s["ignored_types"]),
-                                                          validate=False))  # fmt: skip
+        scope = nncf.IgnoredScope(names=ignored, types=list(s["ignored_types"]), validate=False)
+        preset, device = nncf.QuantizationPreset[s["preset"]], nncf.TargetDevice[s["target_device"]]
+        with _nncf_output_to_stderr():
+            q = nncf.quantize(model, nncf.Dataset(list(items)), preset=preset, target_device=device,
+                              subset_size=len(items), fast_bias_correction=s["fast_bias_correction"],
+                              ignored_scope=scope)  # fmt: skip
         ov.save_model(q, str(xml), compress_to_fp16=False)
     except Exception as e:  # NNCF and OpenVINO raise their own types
         raise ConversionError(f"{xml.name}: NNCF quantization failed ({e})") from None
     fq = sum(1 for op in q.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
+    kept = {"onnx_nodes": list(float_nodes), **(float_info or {}), "unmatched_onnx_nodes": unmatched}
     return {"source": FP32_FILE, "weights": "int8 (NNCF FakeQuantize, compressed by OpenVINO)",
             "input": {"name": "img", "layout": "NCHW", "shape": ["N", 3, 128, 128], "batch": "dynamic"},
             "normalized_output": True,
-            "quantization": {"tool": "nncf.quantize", **s, "subset_size_items": len(items),
-                             "images_per_item": CALIBRATION_BATCH, "fake_quantize_nodes": fq},
+            "quantization": {"tool": "nncf.quantize", **s, "ignored_names": ignored, "kept_float": kept,
+                             "subset_size_items": len(items), "images_per_item": CALIBRATION_BATCH,
+                             "fake_quantize_nodes": fq},
             "calibration": calibration, "producers": versions("openvino", "nncf")}  # fmt: skip
 
 
@@ -178,15 +259,41 @@ def _main_onnx(ctx: Context, precision: str) -> Optional[Dict[str, Any]]:
     return None
 
 
-def interchangeable_with_fp32(ctx: Context) -> Dict[str, str]:
+def interchangeable_with_fp32(fp32_sha256: str, cos_min: float) -> Dict[str, str]:
     """The bf16 record's ``embeddings_interchangeable_with`` entry: galleries made with the fp32
-    ONNX may be searched with bf16 embeddings, by the rule bf16 borrows fp32's table by (its
-    gate requires cosine min >= :data:`BORROW_TABLE_MIN_COSINE` to the reference on every
-    image); the runtime honours it only while that file has this SHA-256."""
-    rec = _main_onnx(ctx, "fp32") or {}
-    return {"file": FP32_FILE, "sha256": str(rec.get("sha256", "")),
-            "rule": f"gate cosine min >= {BORROW_TABLE_MIN_COSINE} to the reference on every gate "
-            "image (the rule bf16 borrows fp32's threshold table by)"}  # fmt: skip
+    ONNX (SHA-256 ``fp32_sha256``) may be searched with bf16 embeddings, by the rule bf16
+    borrows fp32's table by (gate cosine min ``cos_min`` >= :data:`BORROW_TABLE_MIN_COSINE`);
+    the runtime honours it only while that file has this SHA-256."""
+    return {"file": FP32_FILE, "sha256": fp32_sha256,
+            "rule": f"gate cosine min {cos_min:.6f} >= {BORROW_TABLE_MIN_COSINE} to the reference on "
+            "every gate image (the rule bf16 borrows fp32's threshold table by)"}  # fmt: skip
+
+
+def table_decision(verification: Dict[str, Any], fp32_sha256: str) -> Dict[str, Any]:
+    """What a bf16 artifact that passed its gate (``verification``) says about thresholds and
+    galleries, decided on its measured cosine min, as the ONNX fp16 inherits fp32's table
+    (:data:`BORROW_TABLE_MIN_COSINE`): at or above it, ``threshold_table`` borrows fp32's and
+    ``embeddings_interchangeable_with`` names the fp32 ONNX; below it, no table of its own (the
+    runtime then refuses a threshold it was not given, naming what to run) and no gallery but
+    its own."""
+    cos_min = float(verification["cos_min"])
+    rule = {"cos_min": cos_min, "borrow_min_cosine": BORROW_TABLE_MIN_COSINE,
+            "borrows": cos_min >= BORROW_TABLE_MIN_COSINE}  # fmt: skip
+    if rule["borrows"]:
+        return {"threshold_table": f"borrows fp32's: gate cosine min {cos_min:.6f} >= "
+                f"{BORROW_TABLE_MIN_COSINE} to the reference (the rule the ONNX fp16 inherits "
+                "fp32's table by), decisions held at the fp32 operating threshold",
+                "table_rule": rule,
+                # galleries of fp32 embeddings may be searched with bf16 ones (the same rule)
+                INTERCHANGEABLE_KEY: [interchangeable_with_fp32(fp32_sha256, cos_min)]}  # fmt: skip
+    logger.warning("%s: gate cosine min %.6f < %s: no threshold table of its own (fp32's is not "
+                   "borrowed); calibrate one or classify with --threshold", BF16_FILE, cos_min,
+                   BORROW_TABLE_MIN_COSINE)  # fmt: skip
+    return {"threshold_table": f"none of its own (gate cosine min {cos_min:.6f} < "
+            f"{BORROW_TABLE_MIN_COSINE}, too far from fp32 to borrow its table): calibrate one "
+            "(docedge calibrate thresholds BUNDLE --images DIR --precision bf16 --backend "
+            "openvino) or classify with --threshold; galleries: its own only",
+            "table_rule": rule}  # fmt: skip
 
 
 def calibration_items(ctx: Context) -> Tuple[List[np.ndarray], Dict[str, Any]]:
@@ -237,7 +344,8 @@ def plan(ctx: Context) -> List[Staged]:
     gate_x = ctx.data.x
 
     def staged(name: str, weights: str, prec: str, hint: str, fields: Dict[str, Any],
-               limits: Dict[str, float], baseline: Path, reason: Optional[str] = None) -> Staged:  # fmt: skip
+               limits: Dict[str, float], baseline: Path, reason: Optional[str] = None,
+               post_gate: Optional[PostGate] = None) -> Staged:  # fmt: skip
         xml, binf = ctx.work / name, ctx.work / weights
         fields = {**fields, "inference_precision_hint": hint, "performance_hints": ["LATENCY", "THROUGHPUT"],
                   "gate_limits": limits}  # fmt: skip
@@ -246,17 +354,16 @@ def plan(ctx: Context) -> List[Staged]:
                           commit=False)  # fmt: skip
         measure = functools.partial(measure_against_onnxruntime, xml, binf, hint, baseline, gate_x)
         return Staged(name, FORMAT, prec, fields, extra_files=(weights,), batch=32, gate_limits=limits,
-                      runner=functools.partial(ir_runner, xml, binf, hint), measure=measure)  # fmt: skip
+                      runner=functools.partial(ir_runner, xml, binf, hint), measure=measure,
+                      post_gate=post_gate)  # fmt: skip
 
     if "bf16" in precisions:
-        fields = {**bf16_fields, "precision_note": "fp32 IR, bf16 compute (INFERENCE_PRECISION_HINT)",
-                  "threshold_table": f"borrows fp32's: its gate requires cosine min >= "
-                  f"{BORROW_TABLE_MIN_COSINE} to the reference (the rule fp16 inherits fp32's table by) "
-                  "and decision agreement at the fp32 operating threshold",
-                  # galleries of fp32 embeddings may be searched with bf16 ones (the same rule)
-                  INTERCHANGEABLE_KEY: [interchangeable_with_fp32(ctx)]}  # fmt: skip
+        fields = {**bf16_fields, "precision_note": "fp32 IR, bf16 compute (INFERENCE_PRECISION_HINT)"}
+        # its table and galleries: decided on the gate's measured cosine min (table_decision)
+        fp32_sha = str((_main_onnx(ctx, "fp32") or {}).get("sha256", ""))
+        decide = functools.partial(table_decision, fp32_sha256=fp32_sha)
         out.append(staged(BF16_FILE, BF16_WEIGHTS, "bf16", "bf16", fields, BF16_GATE, fp32,
-                          bf16_unavailable_reason()))  # fmt: skip
+                          bf16_unavailable_reason(), post_gate=decide))  # fmt: skip
     if "int8" in precisions:
         try:
             require("nncf", EXPORT_EXTRA, "NNCF INT8 quantization")
@@ -264,7 +371,9 @@ def plan(ctx: Context) -> List[Staged]:
             out.append(Staged(INT8_FILE, FORMAT, "int8", {}, not_run_reason=str(e), commit=False))
             return out
         items, info = calibration_items(ctx)
-        fields = quantize_int8(ctx.work / BF16_FILE, ctx.work / INT8_FILE, items, info)
+        float_nodes, float_info = onnx_float_nodes(ctx, items)
+        fields = quantize_int8(ctx.work / BF16_FILE, ctx.work / INT8_FILE, items, info, float_nodes,
+                               float_info)  # fmt: skip
         fields["threshold_table"] = ("none of its own (INT8 moves scores): calibrate one, or classify "
                                      "with --threshold; its gate holds decisions at the fp32 threshold")
         onnx_int8 = _main_onnx(ctx, "int8")
@@ -273,4 +382,5 @@ def plan(ctx: Context) -> List[Staged]:
     return out
 
 
-__all__ = ["BF16_FILE", "INT8_FILE", "NNCF_SETTINGS", "ConverterUnavailableError", "plan"]
+__all__ = ["BF16_FILE", "BF16_GATE", "BORROW_TABLE_MIN_COSINE", "INT8_FILE", "NNCF_SETTINGS",
+           "ConverterUnavailableError", "onnx_float_nodes", "ov_op_names", "plan", "table_decision"]

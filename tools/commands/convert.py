@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise DocedgeError(str(e)) from None
     ov_precisions = _openvino_precisions(args.openvino_precisions)  # a usage error: exit 2
+    float_nodes = None
+    if "openvino" in formats:  # the NNCF INT8 keeps float what calibrate int8 would keep float
+        from docedge.calibration.int8 import default_float_nodes as float_nodes
     try:
         report = convert_bundle(
             args.bundle,
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             options={"calib_max_images": args.calib_max_images, "tflite_float_head": args.tflite_float_head,
                      "openvino_precisions": ov_precisions},
             benchmark=not args.no_benchmark,
+            int8_float_nodes=float_nodes,
         )
     except GateError as e:  # a failed check: exit 1, nothing committed
         failed = getattr(e, "report", None)
