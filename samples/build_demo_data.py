@@ -64,6 +64,7 @@ def synth_pool(out: Path, count: int, long_side: int, seed: int = 0) -> None:
 LICENCE_NOTES = {
     "python-reportlab-doc": "BSD-style ReportLab licence (LGPL/MPL parts)",
     "gri-pdf-doc": "GPL-2 / GPL-3",
+    "maxima-doc": "GPL-2 (free-form copyright file)",
 }
 TEXLIVE = "TeX Live terms: DFSG-free parts (LPPL, GPL, public domain, ...)"
 

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from docedge.calibration.calib_data import ImageSet, ImageSetReader
 from docedge.calibration.int8 import (
+    DEFAULT_FLOAT_FALLBACK,
     calibrate_int8,
     depthwise_convs,
     qdq_activation_scales,
@@ -345,12 +346,20 @@ def test_cli_calibrate_int8(int8_bundle, calib_dir, tmp_path, capsys):
 def test_the_most_sensitive_layers_are_kept_float_and_the_ranking_is_recorded(int8_bundle):
     rec = load_bundle(int8_bundle).artifact("int8").record["quantization"]
     fb = rec["float_fallback"]
-    assert fb["count"] == len(fb["nodes"]) == 4
+    assert fb["count"] == len(fb["nodes"]) == DEFAULT_FLOAT_FALLBACK
     means = [r["cos_mean"] for r in fb["ranking"]]
     assert means == sorted(means, reverse=True)  # best fallback first
-    assert fb["nodes"] == [r["node"] for r in fb["ranking"][:4]]
+    assert fb["nodes"] == [r["node"] for r in fb["ranking"][:DEFAULT_FLOAT_FALLBACK]]
     quantized = set(quantized_node_names(onnx.load(str(int8_bundle / "model_int8.onnx"))))
     assert not quantized & set(fb["nodes"]) and set(fb["nodes"]) <= set(rec["float_nodes"])
+
+
+def test_the_cli_states_the_library_default_float_fallback(capsys):
+    from docedge.tools.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["calibrate", "int8", "--help"])
+    assert f"(default {DEFAULT_FLOAT_FALLBACK}; 0:" in " ".join(capsys.readouterr().out.split())
 
 
 def test_float_fallback_zero_quantizes_every_candidate(int8_bundle, seeded_reference, calib_dir,
