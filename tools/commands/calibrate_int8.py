@@ -44,7 +44,7 @@ def register_int8(sub: Any) -> None:
                    "accuracy; its int8 input has half the image's levels)")  # fmt: skip
     p.add_argument("--float-fallback", type=non_negative_int, default=None, metavar="N",
                    help="keep the N quantized layers float whose fallback raises the embedding "
-                   "cosine most, measured one by one on the calibration images (default 8; 0: "
+                   "cosine most, measured one by one on the calibration images (default 12; 0: "
                    "none)")  # fmt: skip
     p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
                    help="ONNX node name to leave unquantized (repeatable)")  # fmt: skip
