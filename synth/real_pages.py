@@ -13,6 +13,7 @@ packages; :data:`RESERVED_PACKAGES` are never used at all (independent acceptanc
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -233,9 +234,10 @@ def build_page_set(
         if folder.is_dir():  # a rebuild replaces the package's pages, never mixes two builds
             shutil.rmtree(folder)
         folder.mkdir()
+        job = functools.partial(_render_pdf, pages_per_pdf=per_pdf, long_side=long_side,
+                                seed=seed, folder=folder, pkg=pkg)  # fmt: skip
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            found = list(pool.map(lambda f: _render_pdf(f, per_pdf, long_side, seed, folder, pkg),
-                                  pdfs))  # fmt: skip
+            found = list(pool.map(job, pdfs))
         n_written = sum(len(x) for x in found)
         n_pdfs = sum(1 for x in found if x)
         for x in found:

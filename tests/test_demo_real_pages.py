@@ -77,4 +77,4 @@ def test_int8_makes_fp32s_decisions_on_real_page_captures(demo_release, embeddin
     for fpr in (1e-3, 1e-2):
         t = bundle_operating_point(bundle, "fp32", fpr).threshold  # the shipped fp32 table
         agree = float((_decisions(a, t) == _decisions(b, t)).mean())
-        assert agree >= 0.97, f"INT8 vs fp32 decision agreement {agree:.3f} at FPR {fpr:g} (threshold {t:.4f})"
+        assert agree >= 0.97, f"INT8 vs fp32 decisions agree {agree:.3f} at FPR {fpr:g} (thr {t:.4f})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from ..output import add_json_flag, human_size, print_json
 
@@ -91,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise DocedgeError(str(e)) from None
     ov_precisions = _openvino_precisions(args.openvino_precisions)  # a usage error: exit 2
-    float_nodes = None
+    float_nodes: Optional[Callable[..., Any]] = None
     if "openvino" in formats:  # the NNCF INT8 keeps float what calibrate int8 would keep float
-        from docedge.calibration.int8 import default_float_nodes as float_nodes
+        from docedge.calibration.int8 import default_float_nodes
+
+        float_nodes = default_float_nodes
     try:
         report = convert_bundle(
             args.bundle,
