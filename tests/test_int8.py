@@ -290,9 +290,10 @@ def test_labelled_tpr_gate(int8_bundle, calib_dir, tmp_path):
 def test_calibrate_with_each_method(int8_bundle, calib_dir, tmp_path, method):
     dst = tmp_path / "b"
     shutil.copytree(int8_bundle, dst)
+    # every candidate quantized (float_fallback=0): the file holds int8 weights only
     res = calibrate_int8(dst, calib_dir, method=method, percentile=99.9, progress=False,
                          batch_size=4, gate_sets=("check",), enforce_gate=False,
-                         weight_storage="int8")  # fmt: skip
+                         weight_storage="int8", float_fallback=0)  # fmt: skip
     cal = res["onnx"]["calibration"]
     assert cal["method"] == method and res["cache"]["method"] == method
     assert cal["percentile"] == (99.9 if method == "percentile" else None)
