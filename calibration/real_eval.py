@@ -164,6 +164,16 @@ def metrics(
     return out
 
 
+def decisions(emb: Dict[str, np.ndarray], threshold: float) -> np.ndarray:
+    """Per query of ``emb`` (``register``, ``queries``, ``unknown`` unit embeddings; registered
+    queries first, then unknown ones): the index of the registered page it is matched to, or -1
+    when its best score (cos+1)/2 is not above ``threshold``."""
+    q = np.concatenate([emb["queries"], emb["unknown"]])
+    S = (q @ emb["register"].T + 1) / 2
+    best: np.ndarray = np.where(S.max(1) > threshold, S.argmax(1), -1)
+    return best
+
+
 def tpr_at(rows: Sequence[Dict[str, Any]], fpr: float) -> Optional[float]:
     return next((r["tpr"] for r in rows if r["fpr"] == fpr), None)
 

@@ -46,6 +46,7 @@ from docedge.calibration.real_eval import (
     PROTOCOL,
     EvalSet,
     build_eval_set,
+    decisions,
     metrics,
     threshold_at,
     thumbnails,
@@ -107,14 +108,6 @@ def calibration_images(out: Path, data: Path, n: int = 600, seed: int = 3) -> Pa
 def embed_all(embedder: Any, s: EvalSet) -> Dict[str, np.ndarray]:
     return {"register": embedder.embed(s.register), "queries": embedder.embed(s.queries),
             "unknown": embedder.embed(s.unknown)}  # fmt: skip
-
-
-def decisions(e: Dict[str, np.ndarray], t: float) -> np.ndarray:
-    """Per query (registered queries, then unknown ones): the matched page index or -1."""
-    q = np.concatenate([e["queries"], e["unknown"]])
-    S = (q @ e["register"].T + 1) / 2
-    best = S.argmax(1)
-    return np.where(S.max(1) > t, best, -1)
 
 
 def evaluate_set(name: str, s: EvalSet, embs: Dict[str, Dict[str, np.ndarray]],

@@ -54,27 +54,25 @@ def embeddings(demo_release, real_pages):
     return out
 
 
-def _decisions(e, threshold):
-    q = np.concatenate([e["queries"], e["unknown"]])
-    s = (q @ e["register"].T + 1) / 2
-    return np.where(s.max(1) > threshold, s.argmax(1), -1)
-
-
 def test_the_demo_model_finds_real_pages_among_100_registered(embeddings, real_pages):
+    from docedge.calibration.real_eval import metrics
+
     e = embeddings["fp32"]
-    top1 = float(((e["queries"] @ e["register"].T).argmax(1) == np.asarray(real_pages.query_labels)).mean())
+    top1 = metrics(e["queries"], e["register"], real_pages.query_labels)["top1"]
     assert top1 >= 0.90, f"real-page top-1 {top1:.3f}"
 
 
 def test_int8_makes_fp32s_decisions_on_real_page_captures(demo_release, embeddings):
+    from docedge.calibration.real_eval import decisions
+    from docedge.export.verify import cosine_rows
     from docedge.runtime.bundle import load_bundle
     from docedge.runtime.thresholds import bundle_operating_point
 
     bundle = load_bundle(demo_release)
     a, b = embeddings["fp32"], embeddings["int8"]
-    cos = np.concatenate([np.sum(a[k] * b[k], 1) for k in a])
+    cos = np.concatenate([cosine_rows(a[k], b[k]) for k in a])
     assert cos.mean() >= 0.99, f"INT8 cosine mean {cos.mean():.4f}"
     for fpr in (1e-3, 1e-2):
         t = bundle_operating_point(bundle, "fp32", fpr).threshold  # the shipped fp32 table
-        agree = float((_decisions(a, t) == _decisions(b, t)).mean())
+        agree = float((decisions(a, t) == decisions(b, t)).mean())
         assert agree >= 0.97, f"INT8 vs fp32 decisions agree {agree:.3f} at FPR {fpr:g} (thr {t:.4f})"
